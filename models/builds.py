@@ -1,0 +1,68 @@
+"""Builds and their votes (one vote per session per build, rating 1-5, cascade on delete)."""
+
+from __future__ import annotations
+
+from tortoise import fields
+from tortoise.indexes import Index
+from tortoise.migrations.constraints import CheckConstraint
+from tortoise.models import Model
+
+SESSION_ID_LENGTH = 29  # "sess_" + 24 hex
+
+
+class Build(Model):
+    build_id = fields.CharField(pk=True, max_length=10)
+    name = fields.CharField(max_length=100)
+    description = fields.CharField(max_length=2000, null=True)
+    primary_archetype = fields.CharField(max_length=16)
+    secondary_archetype = fields.CharField(max_length=16)
+    class_name = fields.CharField(max_length=32)
+    race = fields.CharField(max_length=16)
+    is_public = fields.BooleanField(default=True)
+    is_template = fields.BooleanField(default=False)
+    # NULL for official templates: no session owns them.
+    owner_session = fields.CharField(max_length=SESSION_ID_LENGTH, null=True)
+    # Recomputed from build_votes by the vote aggregator, never incremented in Python.
+    rating_sum = fields.IntField(default=0)
+    vote_count = fields.IntField(default=0)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    votes: fields.ReverseRelation[BuildVote]
+
+    class Meta:
+        table = "builds"
+        constraints = (
+            CheckConstraint(check="rating_sum >= 0 AND vote_count >= 0", name="builds_tally_ck"),
+        )
+        # Every list sort ends with build_id, the unique tie-break; btree scans backwards
+        # for the descending orders. Equality filters get their own indexes.
+        indexes = (
+            Index(fields=("is_public", "created_at", "build_id"), name="builds_newest_idx"),
+            Index(
+                fields=("is_public", "vote_count", "created_at", "build_id"),
+                name="builds_popular_idx",
+            ),
+            Index(fields=("primary_archetype",), name="builds_primary_idx"),
+            Index(fields=("secondary_archetype",), name="builds_secondary_idx"),
+            Index(fields=("race",), name="builds_race_idx"),
+            Index(fields=("class_name",), name="builds_class_idx"),
+            Index(fields=("is_template",), name="builds_template_idx"),
+            Index(fields=("owner_session",), name="builds_owner_idx"),
+        )
+
+
+class BuildVote(Model):
+    id = fields.BigIntField(pk=True)
+    build: fields.ForeignKeyRelation[Build] = fields.ForeignKeyField(
+        "models.Build", related_name="votes", on_delete=fields.CASCADE, source_field="build_id"
+    )
+    session_id = fields.CharField(max_length=SESSION_ID_LENGTH)
+    rating = fields.SmallIntField()
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "build_votes"
+        unique_together = (("build", "session_id"),)
+        constraints = (CheckConstraint(check="rating BETWEEN 1 AND 5", name="build_votes_rating_ck"),)
+        indexes = (Index(fields=("created_at", "build_id", "rating"), name="build_votes_period_idx"),)

@@ -1,0 +1,131 @@
+"""Command line: `python -m service run|migrate|seed-templates|makemigration`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from service import db
+from service.config import Settings, SettingsError
+from service.logs import setup_logging
+
+log = logging.getLogger("myashes")
+
+
+@contextmanager
+def stores(settings: Settings) -> Iterator[Settings]:
+    """Settings with both store URLs: given ones, or embedded servers started for the block."""
+    if not settings.embedded:
+        yield settings
+        return
+    if settings.env == "production":  # Settings refuses this already; belt and braces
+        raise SettingsError("DATABASE_URL/VALKEY_URL: required in production")
+    from service import embedded
+
+    servers = embedded.start(settings.data_dir)
+    try:
+        # Workers are separate processes that read the environment: hand them the URLs.
+        database_url = settings.database_url or servers.database_url
+        valkey_url = settings.valkey_url or servers.valkey_url
+        os.environ["DATABASE_URL"] = database_url
+        os.environ["VALKEY_URL"] = valkey_url
+        yield settings.with_stores(database_url, valkey_url)
+    finally:
+        log.info("stopping embedded servers")
+        servers.stop()
+
+
+async def _migrate_and_seed(database_url: str, *, seed: bool) -> None:
+    applied = await db.migrate(database_url)
+    log.info("migrations applied: %s", ", ".join(applied) or "none pending")
+    if seed:
+        await _seed(database_url)
+
+
+async def _seed(database_url: str) -> None:
+    from service.builds import seed_templates
+
+    await db.open_orm(database_url, pool_min=1, pool_max=2)
+    try:
+        count = await seed_templates()
+    finally:
+        await db.close_orm()
+    log.info("official templates seeded: %d", count)
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
+    from sanic import Sanic
+    from sanic.worker.loader import AppLoader
+
+    from service.app import create_app
+
+    with stores(settings) as ready:
+        assert ready.database_url is not None
+        if settings.embedded or args.migrate:
+            asyncio.run(_migrate_and_seed(ready.database_url, seed=True))
+        loader = AppLoader(factory=create_app)
+        app = loader.load()
+        app.prepare(host=ready.host, port=ready.port, workers=ready.workers, single_process=False)
+        Sanic.serve(primary=app, app_loader=loader)
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> None:
+    with stores(settings) as ready:
+        assert ready.database_url is not None
+        asyncio.run(_migrate_and_seed(ready.database_url, seed=False))
+
+
+def cmd_seed(settings: Settings, args: argparse.Namespace) -> None:
+    with stores(settings) as ready:
+        assert ready.database_url is not None
+        asyncio.run(_seed(ready.database_url))
+
+
+def cmd_makemigration(settings: Settings, args: argparse.Namespace) -> None:
+    from aerich import Command
+
+    async def make(database_url: str) -> None:
+        command = Command(db.tortoise_config(database_url), app="models", location=db.MIGRATIONS_DIR)
+        async with command:
+            await command.init()
+            await command.upgrade()
+            print(await command.migrate(args.name, no_input=True))
+
+    with stores(settings) as ready:
+        assert ready.database_url is not None
+        asyncio.run(make(ready.database_url))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m service")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="serve (embedded PostgreSQL/Valkey when URLs are unset)")
+    run.add_argument("--migrate", action="store_true", help="apply migrations + seed first")
+    sub.add_parser("migrate", help="apply pending aerich migrations")
+    sub.add_parser("seed-templates", help="insert/refresh the 12 official templates")
+    make = sub.add_parser("makemigration", help="generate a migration from model changes")
+    make.add_argument("name")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level)
+    commands = {
+        "run": cmd_run,
+        "migrate": cmd_migrate,
+        "seed-templates": cmd_seed,
+        "makemigration": cmd_makemigration,
+    }
+    commands[args.command](settings, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

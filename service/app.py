@@ -1,0 +1,64 @@
+"""create_app(): the Sanic application factory (no module-level app, no I/O at import)."""
+
+from __future__ import annotations
+
+import logging
+
+from sanic import Sanic
+from sanic_ext import Extend
+
+from service import __version__, errors, resources, sessions
+from service.config import Settings
+from service.ctx import ApiRequest, App, Ctx
+from service.handlers import register as register_handlers
+
+EXPOSED_HEADERS = (
+    "X-Session-ID",
+    "Retry-After",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+)
+
+
+def _configure(app: App, settings: Settings) -> None:
+    app.config.update(
+        REQUEST_MAX_SIZE=settings.max_body_bytes,
+        REQUEST_TIMEOUT=settings.request_timeout_s,
+        RESPONSE_TIMEOUT=settings.request_timeout_s,
+        GRACEFUL_SHUTDOWN_TIMEOUT=settings.graceful_shutdown_s,
+        REQUEST_MAX_HEADER_SIZE=8192,
+        KEEP_ALIVE_TIMEOUT=75,
+        FALLBACK_ERROR_FORMAT="json",
+        ACCESS_LOG=False,
+        MOTD=False,
+        # CORS (sanic-ext): exactly the contract's origins, methods and headers.
+        CORS_ORIGINS=",".join(settings.cors_origins),
+        CORS_METHODS="GET,POST,PATCH,DELETE,OPTIONS",
+        CORS_ALLOW_HEADERS="X-Session-ID,Content-Type",
+        CORS_EXPOSE_HEADERS=",".join(EXPOSED_HEADERS),
+        CORS_SUPPORTS_CREDENTIALS=False,
+        CORS_MAX_AGE=600,
+        CORS_AUTOMATIC_OPTIONS=True,
+        # OpenAPI (sanic-ext): on in production too.
+        OAS_TITLE="MyAshes community backend",
+        OAS_VERSION=__version__,
+        OAS_DESCRIPTION="Builds, votes, feedback and search analytics for MyAshes.ai",
+        OAS_URL_PREFIX="/docs",
+        OAS_URI_TO_JSON="/openapi.json",
+        OAS_UI_DEFAULT="swagger",
+        OAS_AUTODOC=False,
+    )
+
+
+def create_app(settings: Settings | None = None) -> App:
+    settings = settings if settings is not None else Settings.from_env()
+    logging.getLogger("myashes").setLevel(settings.log_level)
+    app: App = Sanic("myashes", ctx=Ctx(settings), request_class=ApiRequest)
+    _configure(app, settings)
+    Extend(app)
+    errors.register(app)
+    sessions.register(app)
+    resources.register(app)
+    register_handlers(app)
+    return app

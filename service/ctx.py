@@ -1,0 +1,51 @@
+"""Typed per-worker application context and per-request context."""
+
+from __future__ import annotations
+
+import time
+from contextlib import AsyncExitStack
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, TypeAlias
+
+from sanic import Request, Sanic
+from sanic.config import Config
+
+from service.config import Settings
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from tortoise.backends.base.client import BaseDBAsyncClient
+
+    from aggregators.popular import PopularQueries
+    from aggregators.search import SearchAggregator
+    from aggregators.votes import VoteAggregator
+
+
+class Ctx:
+    """What one worker owns. Stores are set by service.resources before serving."""
+
+    db: BaseDBAsyncClient
+    valkey: Redis
+    search: SearchAggregator
+    votes: VoteAggregator
+    popular: PopularQueries
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.started_at = time.monotonic()
+        self.shutting_down = False
+        self.stack = AsyncExitStack()
+
+
+class RequestCtx(SimpleNamespace):
+    session_id: str | None = None
+    session_sent: bool = False
+
+
+App: TypeAlias = Sanic[Config, Ctx]
+
+
+class ApiRequest(Request[App, RequestCtx]):
+    @staticmethod
+    def make_context() -> RequestCtx:
+        return RequestCtx()

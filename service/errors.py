@@ -1,0 +1,158 @@
+"""Every error the API returns, in one shape: {error, message, status[, details]}.
+
+AppError subclasses (code → status):
+    ValidationFailed   validation_error    422
+    SessionRequired    session_required    400
+    NotOwner           not_owner           403
+    TemplateReadOnly   template_read_only  403
+    BuildNotFound      build_not_found     404
+    AlreadyVoted       already_voted       409
+    RateLimited        rate_limited        429  (Retry-After)
+    ServiceUnavailable service_unavailable 503  (Retry-After)
+Sanic's own errors map to not_found 404, method_not_allowed 405, payload_too_large 413,
+request_timeout 408, bad_request 400; anything else is a logged internal_error 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any, TypedDict
+
+import msgspec
+from sanic import HTTPResponse, Request, Sanic
+from sanic import exceptions as sanic_exc
+
+log = logging.getLogger("myashes.errors")
+
+
+class Problem(TypedDict):
+    field: str
+    problem: str
+
+
+class AppError(Exception):
+    code = "internal_error"
+    status = 500
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: list[Problem] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        self.headers = dict(headers or {})
+
+
+class ValidationFailed(AppError):
+    code, status = "validation_error", 422
+
+    @classmethod
+    def field(cls, field: str, problem: str) -> ValidationFailed:
+        return cls(f"{field}: {problem}", details=[{"field": field, "problem": problem}])
+
+
+class SessionRequired(AppError):
+    code, status = "session_required", 400
+
+
+class NotOwner(AppError):
+    code, status = "not_owner", 403
+
+
+class TemplateReadOnly(AppError):
+    code, status = "template_read_only", 403
+
+
+class BuildNotFound(AppError):
+    code, status = "build_not_found", 404
+
+    def __init__(self, build_id: str) -> None:
+        super().__init__(f"Build {build_id} not found")
+
+
+class AlreadyVoted(AppError):
+    code, status = "already_voted", 409
+
+
+class RetryLater(AppError):
+    """An error the client should retry after `retry_after` seconds."""
+
+    def __init__(self, message: str, *, retry_after: int, **kwargs: Any) -> None:
+        headers = {"Retry-After": str(max(1, retry_after)), **kwargs.pop("headers", {})}
+        super().__init__(message, headers=headers, **kwargs)
+
+
+class RateLimited(RetryLater):
+    code, status = "rate_limited", 429
+
+
+class ServiceUnavailable(RetryLater):
+    code, status = "service_unavailable", 503
+
+
+_SANIC_CODES: tuple[tuple[type[Exception], str], ...] = (
+    (sanic_exc.NotFound, "not_found"),
+    (sanic_exc.MethodNotAllowed, "method_not_allowed"),
+    (sanic_exc.PayloadTooLarge, "payload_too_large"),
+    (sanic_exc.RequestTimeout, "request_timeout"),
+    (sanic_exc.ServiceUnavailable, "service_unavailable"),
+)
+
+_encode = msgspec.json.Encoder().encode
+
+
+def error_response(
+    code: str,
+    message: str,
+    status: int,
+    *,
+    details: list[Problem] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> HTTPResponse:
+    body: dict[str, Any] = {"error": code, "message": message, "status": status}
+    if details:
+        body["details"] = details
+    return HTTPResponse(
+        _encode(body), status=status, headers=headers, content_type="application/json"
+    )
+
+
+def _sanic_error(exc: sanic_exc.SanicException) -> HTTPResponse:
+    status = int(exc.status_code)
+    code = next((c for cls, c in _SANIC_CODES if isinstance(exc, cls)), None)
+    if code is None:
+        code = HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    headers = {k: str(v) for k, v in (exc.headers or {}).items()}
+    if isinstance(exc, sanic_exc.MethodNotAllowed):
+        message = f"Method {exc.method} not allowed for this URL"
+    elif isinstance(exc, sanic_exc.NotFound):
+        message = "No route matches this URL"
+    elif isinstance(exc, sanic_exc.PayloadTooLarge):
+        message = "Request body is larger than the limit"
+    else:
+        message = str(exc) if exc.quiet or status < 500 else HTTPStatus(status).phrase
+    return error_response(code, message, status, headers=headers)
+
+
+async def handle(request: Request, exc: Exception) -> HTTPResponse:
+    """The one exception handler: every error leaves in the contract shape."""
+    if isinstance(exc, AppError):
+        return error_response(
+            exc.code, exc.message, exc.status, details=exc.details, headers=exc.headers
+        )
+    if isinstance(exc, sanic_exc.SanicException) and int(exc.status_code) < 500:
+        return _sanic_error(exc)
+    if isinstance(exc, sanic_exc.ServiceUnavailable):
+        return _sanic_error(exc)
+    log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+    return error_response("internal_error", "Internal server error", 500)
+
+
+def register(app: Sanic[Any, Any]) -> None:
+    app.error_handler.add(Exception, handle)

@@ -1,0 +1,15 @@
+"""HTTP handlers: one blueprint per resource, the API ones grouped once under /api/v1."""
+
+from __future__ import annotations
+
+from sanic import Blueprint
+
+from service.ctx import App
+from service.handlers import builds, feedback, health, openapi
+
+
+def register(app: App) -> None:
+    api = Blueprint.group(builds.blueprint(), feedback.blueprint(), url_prefix="/api/v1")
+    app.blueprint(api)
+    app.blueprint(health.blueprint())
+    app.blueprint(openapi.blueprint())

@@ -1,0 +1,38 @@
+"""Feedback API: thumbs up/down on AI answers."""
+
+from __future__ import annotations
+
+from sanic import Blueprint, HTTPResponse
+
+from models import Feedback
+from service import schemas
+from service.builds import iso
+from service.ctx import ApiRequest
+from service.docs import doc
+from service.ids import create_with_fresh_id
+from service.responses import json_response
+from service.sessions import session_of
+from service.validation import decode_body
+
+
+@doc(body=schemas.FeedbackIn, ok=(201, schemas.FeedbackOut), errors=(422,))
+async def create_feedback(request: ApiRequest) -> HTTPResponse:
+    body = decode_body(request, schemas.FeedbackIn)
+    row = await create_with_fresh_id(
+        Feedback,
+        "f",
+        query=body.query,
+        response_snippet=body.response_snippet,
+        search_mode=body.search_mode,
+        rating=body.rating,
+        comment=body.comment,
+        session_id=session_of(request),
+    )
+    out = schemas.FeedbackOut(feedback_id=row.feedback_id, received_at=iso(row.received_at))
+    return json_response(out, 201)
+
+
+def blueprint() -> Blueprint:
+    bp = Blueprint("feedback")
+    bp.add_route(create_feedback, "/feedback", methods=["POST"], name="create")
+    return bp

@@ -1,0 +1,58 @@
+"""Per-worker resources: Tortoise -> Valkey -> aggregators, closed in reverse order."""
+
+from __future__ import annotations
+
+import logging
+
+from redis.asyncio import Redis
+
+from service import db
+from service.config import SettingsError
+from service.ctx import App
+
+log = logging.getLogger("myashes.resources")
+
+
+def _valkey_client(url: str) -> Redis:
+    # Short timeouts: a dead Valkey must degrade reads, never stall a request.
+    return Redis.from_url(
+        url,
+        socket_timeout=1.0,
+        socket_connect_timeout=1.0,
+        retry_on_timeout=False,
+        health_check_interval=30,
+        max_connections=64,
+    )
+
+
+async def open_resources(app: App) -> None:
+    ctx = app.ctx
+    settings = ctx.settings
+    if settings.database_url is None or settings.valkey_url is None:
+        raise SettingsError(
+            "DATABASE_URL/VALKEY_URL: unset; start with `python -m service run` "
+            "(embedded servers) or set both"
+        )
+    stack = ctx.stack
+    ctx.db = await db.open_orm(
+        settings.database_url, pool_min=settings.db_pool_min, pool_max=settings.db_pool_max
+    )
+    stack.push_async_callback(db.close_orm)
+    ctx.valkey = _valkey_client(settings.valkey_url)
+    stack.push_async_callback(ctx.valkey.aclose)
+    log.info("worker resources open")
+
+
+async def mark_shutting_down(app: App) -> None:
+    app.ctx.shutting_down = True
+
+
+async def close_resources(app: App) -> None:
+    await app.ctx.stack.aclose()
+    log.info("worker resources closed")
+
+
+def register(app: App) -> None:
+    app.before_server_start(open_resources)
+    app.before_server_stop(mark_shutting_down)
+    app.after_server_stop(close_resources)

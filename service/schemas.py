@@ -1,0 +1,273 @@
+"""Request and response models (msgspec): they validate input and document the API."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from service.errors import Problem, ValidationFailed
+from service.gamedata import ARCHETYPES, RACES
+
+SearchMode = Literal["quick", "smart", "deep"]
+Sort = Literal["newest", "rating", "popular"]
+Period = Literal["day", "week", "month", "all"]
+
+_ARCHETYPE_DOC = "One of " + ", ".join(ARCHETYPES) + " (case-insensitive)."
+_RACE_DOC = "One of " + ", ".join(RACES) + " (case-insensitive)."
+
+Archetype = Annotated[str, Meta(max_length=32, description=_ARCHETYPE_DOC)]
+Race = Annotated[str, Meta(max_length=32, description=_RACE_DOC)]
+BuildId = Annotated[str, Meta(pattern=r"^b_[0-9a-f]{8}$")]
+
+
+def _raise(problems: list[Problem]) -> None:
+    if problems:
+        first = problems[0]
+        raise ValidationFailed(f"{first['field']}: {first['problem']}", details=problems)
+
+
+def _key(value: str, field: str, allowed: tuple[str, ...] | dict[str, str], problems: list[Problem],
+         ) -> str:
+    key = value.strip().lower()
+    if key not in allowed:
+        problems.append({"field": field, "problem": f"unknown value {value!r}"})
+    return key
+
+
+def _name(value: str, problems: list[Problem]) -> str:
+    name = value.strip()
+    if not 1 <= len(name) <= 100:
+        problems.append({"field": "name", "problem": "must be 1-100 characters after trimming"})
+    return name
+
+
+def _description(value: str | None, problems: list[Problem]) -> str | None:
+    if value is None:
+        return None
+    if len(value) > 2000:
+        problems.append({"field": "description", "problem": "must be at most 2000 characters"})
+    return value.strip() or None
+
+
+# ---- builds -------------------------------------------------------------------------------
+
+
+class BuildCreate(Struct, kw_only=True):
+    name: Annotated[str, Meta(description="1-100 characters after trimming")]
+    primary_archetype: Archetype
+    secondary_archetype: Archetype
+    race: Race
+    description: Annotated[str, Meta(max_length=2000)] | None = None
+    is_public: bool = True
+
+    def check(self) -> None:
+        problems: list[Problem] = []
+        self.name = _name(self.name, problems)
+        self.description = _description(self.description, problems)
+        self.primary_archetype = _key(
+            self.primary_archetype, "primary_archetype", ARCHETYPES, problems
+        )
+        self.secondary_archetype = _key(
+            self.secondary_archetype, "secondary_archetype", ARCHETYPES, problems
+        )
+        self.race = _key(self.race, "race", RACES, problems)
+        _raise(problems)
+
+
+class BuildPatch(Struct, kw_only=True, forbid_unknown_fields=True):
+    name: Annotated[str, Meta(description="1-100 characters after trimming")] | UnsetType = UNSET
+    description: Annotated[str, Meta(max_length=2000)] | None | UnsetType = UNSET
+    is_public: bool | UnsetType = UNSET
+
+    def check(self) -> None:
+        problems: list[Problem] = []
+        if self.name is not UNSET:
+            self.name = _name(self.name, problems)
+        if self.description is not UNSET:
+            self.description = _description(self.description, problems)
+        _raise(problems)
+
+    def changes(self) -> dict[str, object]:
+        return {
+            name: getattr(self, name)
+            for name in self.__struct_fields__
+            if getattr(self, name) is not UNSET
+        }
+
+
+class BuildListQuery(Struct, kw_only=True):
+    page: Annotated[int, Meta(ge=1)] = 1
+    limit: Annotated[int, Meta(ge=1, le=100)] = 20
+    class_name: Annotated[str, Meta(min_length=1, max_length=100)] | None = None
+    primary_archetype: Archetype | None = None
+    secondary_archetype: Archetype | None = None
+    race: Race | None = None
+    search: Annotated[str, Meta(min_length=2, max_length=100)] | None = None
+    is_template: bool | None = None
+    sort: Sort = "newest"
+
+    def check(self) -> None:
+        problems: list[Problem] = []
+        if self.primary_archetype is not None:
+            self.primary_archetype = _key(
+                self.primary_archetype, "primary_archetype", ARCHETYPES, problems
+            )
+        if self.secondary_archetype is not None:
+            self.secondary_archetype = _key(
+                self.secondary_archetype, "secondary_archetype", ARCHETYPES, problems
+            )
+        if self.race is not None:
+            self.race = _key(self.race, "race", RACES, problems)
+        _raise(problems)
+
+
+class PopularBuildsQuery(Struct, kw_only=True):
+    period: Period = "week"
+    limit: Annotated[int, Meta(ge=1, le=20)] = 5
+    include_templates: bool = False
+
+
+class Build(Struct, kw_only=True):
+    build_id: BuildId
+    name: str
+    description: str | None
+    primary_archetype: str
+    secondary_archetype: str
+    class_name: str
+    race: str
+    is_public: bool
+    is_template: bool
+    share_url: str
+    created_at: str
+    updated_at: str
+    rating: float | None
+    vote_count: int
+    created_by: str
+
+
+class BuildListItem(Struct, kw_only=True):
+    build_id: BuildId
+    name: str
+    description: str | None
+    primary_archetype: str
+    secondary_archetype: str
+    class_name: str
+    race: str
+    rating: float | None
+    vote_count: int
+    is_template: bool
+    created_by: str
+    created_at: str
+
+
+class BuildList(Struct, kw_only=True):
+    builds: list[BuildListItem]
+    total: int
+    page: int
+    limit: int
+    has_more: bool
+
+
+class TemplateList(Struct, kw_only=True):
+    templates: list[Build]
+    count: int
+
+
+class PopularBuilds(Struct, kw_only=True):
+    builds: list[BuildListItem]
+    period: Period
+    count: int
+
+
+class BuildDeleted(Struct, kw_only=True):
+    build_id: BuildId
+    deleted: bool
+    message: str
+
+
+# ---- votes --------------------------------------------------------------------------------
+
+
+class VoteIn(Struct, kw_only=True):
+    rating: Annotated[int, Meta(ge=1, le=5, description="Integer 1-5 (not bool/float/string)")]
+
+
+class VoteOut(Struct, kw_only=True):
+    build_id: BuildId
+    your_rating: int
+    avg_rating: float
+    vote_count: int
+
+
+# ---- feedback -----------------------------------------------------------------------------
+
+
+class FeedbackIn(Struct, kw_only=True):
+    query: Annotated[str, Meta(min_length=1, max_length=1000)]
+    response_snippet: Annotated[
+        str, Meta(min_length=1, description="Cut to 500 characters when longer")
+    ]
+    search_mode: SearchMode
+    rating: Literal["up", "down"]
+    comment: Annotated[str, Meta(max_length=1000)] | None = None
+
+    def check(self) -> None:
+        if not self.query.strip():
+            raise ValidationFailed.field("query", "must not be blank")
+        self.response_snippet = self.response_snippet[:500]
+
+
+class FeedbackOut(Struct, kw_only=True):
+    feedback_id: Annotated[str, Meta(pattern=r"^f_[0-9a-f]{8}$")]
+    received_at: str
+
+
+# ---- search analytics ---------------------------------------------------------------------
+
+
+class SearchEventIn(Struct, kw_only=True):
+    query: Annotated[str, Meta(min_length=1, max_length=500)]
+    search_mode: SearchMode
+    result_count: Annotated[int, Meta(ge=0, le=2**31 - 1)]
+
+
+class Recorded(Struct, kw_only=True):
+    recorded: bool
+
+
+class PopularQueriesQuery(Struct, kw_only=True):
+    days: Annotated[int, Meta(ge=1, le=90)] = 7
+    limit: Annotated[int, Meta(ge=1, le=50)] = 10
+    search_mode: SearchMode | None = None
+
+
+class PopularQuery(Struct, kw_only=True):
+    query: str
+    count: int
+    sessions: int
+    search_mode: SearchMode
+
+
+class PopularQueries(Struct, kw_only=True):
+    queries: list[PopularQuery]
+    period_days: int
+
+
+# ---- errors -------------------------------------------------------------------------------
+
+
+class ProblemOut(Struct):
+    field: str
+    problem: str
+
+
+class Error(Struct, kw_only=True, omit_defaults=True):
+    error: str
+    message: str
+    status: int
+    details: list[ProblemOut] | None = None
+
+
+encode = msgspec.json.Encoder().encode

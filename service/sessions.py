@@ -1,0 +1,44 @@
+"""X-Session-ID: the only identity. Validated, generated when missing, echoed on every response."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from sanic import HTTPResponse
+
+from service.ctx import ApiRequest, App
+
+HEADER = "X-Session-ID"
+_PATTERN = re.compile(r"sess_[0-9a-f]{24}")
+
+
+def new_session_id() -> str:
+    return "sess_" + secrets.token_hex(12)
+
+
+def session_of(request: ApiRequest) -> str:
+    """The session in use for this request (resolved once, cached on request.ctx).
+
+    Errors raised before any middleware (404, 405, 413) still get a session here.
+    """
+    ctx = request.ctx
+    if ctx.session_id is None:
+        sent = request.headers.get(HEADER)
+        ctx.session_sent = sent is not None and _PATTERN.fullmatch(sent) is not None
+        ctx.session_id = sent if sent is not None and ctx.session_sent else new_session_id()
+    return ctx.session_id
+
+
+def session_was_sent(request: ApiRequest) -> bool:
+    """True when the client sent a valid X-Session-ID (voting requires it)."""
+    session_of(request)
+    return request.ctx.session_sent
+
+
+async def _echo_session(request: ApiRequest, response: HTTPResponse) -> None:
+    response.headers[HEADER] = session_of(request)
+
+
+def register(app: App) -> None:
+    app.on_response(_echo_session, priority=100)

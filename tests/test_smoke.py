@@ -1,0 +1,15 @@
+async def test_create_and_get(client):
+    r = await client.post("/api/v1/builds", json={"name": " Tank ", "primary_archetype": "Tank", "secondary_archetype": "cleric", "race": "KAELAR"})
+    print(r.status_code, r.headers, r.text)
+    assert r.status_code == 201
+    b = r.json()
+    r2 = await client.get(f"/api/v1/builds/{b['build_id']}")
+    print(r2.text)
+    r3 = await client.get("/api/v1/builds?sort=rating&search=ta")
+    print(r3.text)
+    r4 = await client.get("/nope")
+    print(r4.status_code, r4.headers, r4.text)
+    r5 = await client.get("/health")
+    print(r5.text)
+    r6 = await client.get("/openapi.json")
+    print(r6.text[:3000])
