@@ -1,6 +1,6 @@
 """Tortoise ORM models; every table of the service. Imports nothing else of ours."""
 
-from models.analytics import FlushLog, SearchEvent, SearchRollup, SearchRollupSession
+from models.analytics import FlushLog, SearchEvent, SearchRollup
 from models.builds import Build, BuildVote
 from models.feedback import Feedback
 
@@ -11,5 +11,4 @@ __all__ = [
     "FlushLog",
     "SearchEvent",
     "SearchRollup",
-    "SearchRollupSession",
 ]

@@ -17,20 +17,26 @@ class SearchEvent(Model):
     result_count = fields.IntField()
     session_id = fields.CharField(max_length=29)
     created_at = fields.DatetimeField()
-    batch_id = fields.UUIDField()
+    batch_id = fields.UUIDField()  # the flush that wrote it (flush_log.batch_id)
 
     class Meta:
         table = "search_events"
-        indexes = (
-            Index(fields=("created_at",), name="search_events_created_idx"),
-            Index(fields=("batch_id",), name="search_events_batch_idx"),
-        )
+        indexes = (Index(fields=("created_at",), name="search_events_created_idx"),)
 
 
 class SearchRollup(Model):
-    """Searches per (normalised query, mode, hour); `count` only ever grows by batches."""
+    """Searches per (normalised query, mode, hour); `count` only ever grows by batches.
+
+    key_hash = hashtextextended(hour-epoch/3600 || query_norm || mode): a narrow unique key
+    that keeps the flush's upsert cheap. `sessions` = distinct sessions in that hour.
+
+    The sessions behind it live in `search_rollup_sessions` (key_hash, session_hash): a
+    two-bigint primary key and nothing else, created by the migration and written only by
+    the search aggregator's SQL, so it has no ORM model (Tortoise has no composite keys).
+    """
 
     id = fields.BigIntField(pk=True)
+    key_hash = fields.BigIntField(unique=True)
     hour = fields.DatetimeField()
     query_norm = fields.CharField(max_length=500)
     search_mode = fields.CharField(max_length=8)
@@ -39,22 +45,7 @@ class SearchRollup(Model):
 
     class Meta:
         table = "search_rollups"
-        unique_together = (("hour", "query_norm", "search_mode"),)
         indexes = (Index(fields=("hour", "search_mode"), name="search_rollups_hour_idx"),)
-
-
-class SearchRollupSession(Model):
-    """Which sessions searched a key in an hour: exact distinct-session counts per window."""
-
-    id = fields.BigIntField(pk=True)
-    hour = fields.DatetimeField()
-    query_norm = fields.CharField(max_length=500)
-    search_mode = fields.CharField(max_length=8)
-    session_id = fields.CharField(max_length=29)
-
-    class Meta:
-        table = "search_rollup_sessions"
-        unique_together = (("hour", "query_norm", "search_mode", "session_id"),)
 
 
 class FlushLog(Model):

@@ -36,6 +36,9 @@ def tortoise_config(database_url: str, *, pool_min: int = 1, pool_max: int = 10)
         minsize=pool_min,
         maxsize=pool_max,
         application_name="myashes-backend",
+        # Fail fast when Postgres is down: health checks and flush retries must not hang.
+        timeout=5,
+        command_timeout=30,
         # Statements run on a pool; keep prepared statements per connection bounded.
         statement_cache_size=256,
     )
@@ -54,7 +57,8 @@ async def open_orm(database_url: str, *, pool_min: int, pool_max: int) -> BaseDB
         config=tortoise_config(database_url, pool_min=pool_min, pool_max=pool_max),
         _enable_global_fallback=True,
     )
-    return connections.get("default")
+    client: BaseDBAsyncClient = connections.get("default")
+    return client
 
 
 async def close_orm() -> None:

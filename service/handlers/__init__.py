@@ -5,11 +5,19 @@ from __future__ import annotations
 from sanic import Blueprint
 
 from service.ctx import App
-from service.handlers import builds, feedback, health, openapi
+from service.handlers import analytics, bench, builds, feedback, health, openapi, votes
 
 
 def register(app: App) -> None:
-    api = Blueprint.group(builds.blueprint(), feedback.blueprint(), url_prefix="/api/v1")
+    api = Blueprint.group(
+        builds.blueprint(),
+        votes.blueprint(),
+        feedback.blueprint(),
+        analytics.blueprint(),
+        url_prefix="/api/v1",
+    )
     app.blueprint(api)
     app.blueprint(health.blueprint())
     app.blueprint(openapi.blueprint())
+    if app.ctx.settings.bench_endpoints:
+        app.blueprint(bench.blueprint())

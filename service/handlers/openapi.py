@@ -10,7 +10,8 @@ from service.responses import json_response
 
 
 async def openapi_json(request: ApiRequest) -> HTTPResponse:
-    return json_response(SpecificationBuilder().build(request.app).serialize())
+    spec = SpecificationBuilder().build(request.app)
+    return json_response(spec.serialize())  # type: ignore[no-untyped-call]
 
 
 def blueprint() -> Blueprint:

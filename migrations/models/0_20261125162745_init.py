@@ -66,28 +66,18 @@ CREATE TABLE IF NOT EXISTS "search_events" (
     "batch_id" UUID NOT NULL
 );
 CREATE INDEX IF NOT EXISTS "search_events_created_idx" ON "search_events" ("created_at");
-CREATE INDEX IF NOT EXISTS "search_events_batch_idx" ON "search_events" ("batch_id");
 COMMENT ON TABLE "search_events" IS 'One recorded search, as accepted by a worker (event time, not flush time).';
 CREATE TABLE IF NOT EXISTS "search_rollups" (
     "id" BIGSERIAL NOT NULL PRIMARY KEY,
+    "key_hash" BIGINT NOT NULL UNIQUE,
     "hour" TIMESTAMPTZ NOT NULL,
     "query_norm" VARCHAR(500) NOT NULL,
     "search_mode" VARCHAR(8) NOT NULL,
     "count" BIGINT NOT NULL,
-    "sessions" INT NOT NULL,
-    CONSTRAINT "uid_search_roll_hour_dff63d" UNIQUE ("hour", "query_norm", "search_mode")
+    "sessions" INT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS "search_rollups_hour_idx" ON "search_rollups" ("hour", "search_mode");
 COMMENT ON TABLE "search_rollups" IS 'Searches per (normalised query, mode, hour); `count` only ever grows by batches.';
-CREATE TABLE IF NOT EXISTS "search_rollup_sessions" (
-    "id" BIGSERIAL NOT NULL PRIMARY KEY,
-    "hour" TIMESTAMPTZ NOT NULL,
-    "query_norm" VARCHAR(500) NOT NULL,
-    "search_mode" VARCHAR(8) NOT NULL,
-    "session_id" VARCHAR(29) NOT NULL,
-    CONSTRAINT "uid_search_roll_hour_e73ec0" UNIQUE ("hour", "query_norm", "search_mode", "session_id")
-);
-COMMENT ON TABLE "search_rollup_sessions" IS 'Which sessions searched a key in an hour: exact distinct-session counts per window.';
 CREATE TABLE IF NOT EXISTS "aerich" (
     "id" SERIAL NOT NULL PRIMARY KEY,
     "version" VARCHAR(255) NOT NULL,
@@ -100,9 +90,19 @@ ALTER TABLE "builds" ADD CONSTRAINT "builds_tally_ck" CHECK (rating_sum >= 0 AND
 ALTER TABLE "builds" ADD COLUMN "rating_avg" DOUBLE PRECISION NOT NULL
     GENERATED ALWAYS AS (CASE WHEN vote_count > 0 THEN rating_sum::float8 / vote_count ELSE 0 END) STORED;
 CREATE INDEX IF NOT EXISTS "builds_rating_idx" ON "builds" ("is_public", "rating_avg", "vote_count", "build_id");
+-- popular builds, period=all: rating sum, then vote_count, then newest.
+CREATE INDEX IF NOT EXISTS "builds_top_idx" ON "builds" ("is_public", "rating_sum", "vote_count", "created_at", "build_id");
+-- The vote aggregator recomputes tallies from build_votes: index-only per build.
+CREATE INDEX IF NOT EXISTS "build_votes_tally_idx" ON "build_votes" ("build_id", "rating");
 ALTER TABLE "build_votes" ADD CONSTRAINT "build_votes_rating_ck" CHECK (rating BETWEEN 1 AND 5);
 ALTER TABLE "feedback" ADD CONSTRAINT "feedback_rating_ck" CHECK (rating IN ('up', 'down'));
 ALTER TABLE "feedback" ADD CONSTRAINT "feedback_mode_ck" CHECK (search_mode IN ('quick', 'smart', 'deep'));
+-- Distinct sessions per rollup key (no ORM model: composite key, aggregator SQL only).
+CREATE TABLE IF NOT EXISTS "search_rollup_sessions" (
+    "key_hash" BIGINT NOT NULL,
+    "session_hash" BIGINT NOT NULL,
+    PRIMARY KEY ("key_hash", "session_hash")
+);
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
 -- Same expression as Tortoise's icontains filter, so the planner can use the index.
 CREATE INDEX IF NOT EXISTS "builds_name_trgm_idx" ON "builds"
@@ -117,45 +117,47 @@ async def downgrade(db: BaseDBAsyncClient) -> str:
 
 
 MODELS_STATE = (
-    "eJztXG1v2zYQ/iuEPqWAG6SOnZduGGDnZcuaxEPstkOLQaUlxiYii6pIxTG6/PeR1PurpT"
-    "RKbE1f2ujI40mPjsfnjpR/KAuiI4PuDh1s6Mp78EMx4QLxP+INHaBAywrFQsDg1JA9p6KL"
-    "FMEpZTbUGJfeQoMiLtIR1WxsMUxMLjUdwxBCovGO2JyFIsfE3x2kMjJDbI5s3vD1Hy7Gpo"
-    "4eEBWXP5RbjIQh/reCqWo5UwNrwqxmI8iQrkImruTtqFhXhD56sGxEKbdO/SH9B3RvWzXR"
-    "ElHG+z/Ih1pZslGRuvxh5MVjB+RbvycMqRpxTPbT92IRyzGgXe1mLBsvoL1Soa3NkVQpac"
-    "zTq2SMIo2Y+lPMhZqVDHJ3KmtBdK02uGZAyj1ADFPOhKtQ1VcYWlgG94qSRvzu1eyQpYls"
-    "jrIcuqQlV6fYjFCz7lRpKRYgAt/mHWSr6o9wMof2uewv5vqUTw7DWZhJHWvF5sQMlHhAEN"
-    "IZ4rckZlAkhogQ4QUbX+SGCy5gtoOCOKGHAh3dQsdgkZgzVUOZoqrXo4k6PpuoqlIhSnEX"
-    "FhEOm4xKLBbwQTWQOWNzfvlu79G1E6Lh9hIGPw1uTv4Y3Oy823sjDBLurG70vPZaurLpUQ"
-    "4BGVTDVxtCLv+vALff/3mg9gUh1mGQfwWwy6FdBLeHd4hv9M4qwJxQexLanttuJtjdvVJo"
-    "i265cLuNcbzTS1cF1DOVm+jpB2Uc/SDfzw+SsGct4hWAz1FvoS8BfYRxVEA8rtVAoPe7JY"
-    "De7+YCLZriQEveWAFiv38DwX1+L47lP3GEh4QYCJrZIMf0EkhPuWJdUPucsAaoC6AdjkaX"
-    "YuQFpd8NKbiYJDD+eDU849hL6HknzKT44nqSBjxIIipDHtV8QdADydaiHk+pKgSTlGIDKe"
-    "FxGUJ4nE8Hj9MRm3HzKnUWaagvTJYXtqNKCZixW5Kpw7n36gJ5Ju7gbfdd77B3tH/QO+Jd"
-    "5F0GksMC3NMuHC9OlQQ1rtSCmgQ1XuOLg3rKWxheoBwiF9NMIKt7qrv+H9vIPPgD6iPTWH"
-    "nxqwDXycXV2XgyuPorFq1PB5Mz0dKV0lVCupNkKcEg4PPF5A8gLsGX0fWZhJdQNrOlxbDf"
-    "5IuonCnQYUQ1yVKFeqRo5Et91GJv3bH0J771uGb71jflrfsYRV67vHtR8ry9i1TghGAKtb"
-    "sltHU11hKPtDSDnHlq5x9uECdh2XwgutfyibBtdIFH3+l9aRRM0iV5aKabFt1FUgJNOJOP"
-    "JGwLSynA8naufDTX7F6pwdt73i2sr+7wkmi6bFBuBhXtbOVsIHV8rlOqtO8+j2ohGxP9qQ"
-    "X+rNL+EM9yaUNmWT+DLnjBdnOr+i5dOO529/cPu3v7B0f93uFh/2gv4A3ppiICMbz4XXCI"
-    "WATzSUV+rT/iL6m3UFSbi2o1sJhRV96RBnm8gIaxJvF4WX5cv8/vdw8PAi8XF0V+Pb4aXF"
-    "627Lj5PKkMO96M3eDXfr817AenyGgC8zTg58RGeGZ+QCsJ+wW/RWhmVreTZ3y2DO48zim5"
-    "0jJgNDE/40/Pnxm5Jb+TwfhkcHrmcqBsgl8nfT1HSBcjZbHXoK2QvN5Ge73Y4SsbaQjfB4"
-    "G6HC/1b1UNtJ9IS4OBqgWbhFp7+iQz2hQxUv7I9qoK5IFCI4N72QMohSdQUkci+PSxuF2k"
-    "UhNbFsrgUAV7mBm6DYS+Xwr5fgHw/TTuFInDDKqIsdXyrZhaA9E+KoH1US7SR2WzraKd+Z"
-    "xMqwno9kqg28tFt5c6XkIWC5S111NwtiRUad4uZV1Rui3OvFRxJk41q1QTEqptOWHTywkV"
-    "tl1qzcoMh84vyUzJysr8tk5hViZ6qYbXbV1apoxMBGyyBBaygYjGmHEPBPz2jBXDGgVTyL"
-    "T5ewCBjbg/8CYpAJhygUZmJqayuw7onaB9+q6S8J56LKxPGvM/HRDDZwbPjx8vTnOKRRGd"
-    "xFx2HKzvCs16Ujjl11vH1MTbAtKS+Kf3m1LTpC6YxO4pSHdWRuebfPTi3A3dIzF+Cu/c+n"
-    "ao0KT69rMdAZFT/EnLUlyzXZXaVanUqjSWieaZmJVZC1O0uXBt8hLWcHqXXJ/4OmDrfBVw"
-    "9TsAUgA1DVliIZmu+NKxJPYdX1525MhA+G4HmIQB6e/y+k3OwvRsQ1csY0a2m9bULmOgqb"
-    "5epc/zguWrkilfq92/37r9+7ZaWnfJTgLGY7WdcWB4DcyBVot1Wx7dqPIoovxmK5/YTqq1"
-    "nD2Ds7dFuxcq2rUngHKh35JkKONkdMaRnw2q4mzua11TtNmo9PKGGIZjKbn5pdfeKZFg2r"
-    "JryQzTHR1RWaDcEdwMGrLmKMlaBwgzHTAnjv3mF/BNrnLfADGNFeB5kg1mNllSkSpK70I0"
-    "nWfWYSDzuLcYQjTGWWaUBhUe/vbVYwqdMgmjh7cqRmgTxm1MGP13X2W99HXalXKjV8o2U2"
-    "0z1VdH+5kz1ZwUtWi9aN4nxS+yZKQy2Cr7eFGVxsD+UyWBDWTcY++XItYQ73H4gxIl+bca"
-    "ff3refjnOdbmwNfxNmTE1j+4QyuATQBNSZLfA/TABwI6pgybGnvrqQA5w12WveT+QZZpKl"
-    "6TjSey8U7hh5ktU26Z8uYv8y1Tbplyy5Q3lym3+w417jtsCJsbIJvTmiwC57UUcjYY9qnz"
-    "I75KdOb/wmV+cnsxn6XcI7vq78ZFVJo44fv9MjO+38+f8qItHlzFpKqAsNe9gejW8oPY3C"
-    "LL/J7oz/HoOq/IE6gkuTbm6dy/wOAJ3RaiXQCuACNGsH1Md64GfyfhPrkcDZPMWQwwfO3F"
-    "7PE/doMDPw=="
+    "eJztXG1T27gW/isaf1k6k7I0EKB7X2YCpbvsAtkLae+dbu8YxRaJBsfySnLTTMt/3yP5/R"
+    "WbEhqynumUWNLRkR8dHT3nSMkXY85s4ojtI586tvET+mK4eE7gQ7aihwzseUmxKpB44uiW"
+    "E9VEF+GJkBxbEkpvsCMIFNlEWJx6kjIXSl3fcVQhs6AhdadJke/SP31iSjYlckY4VPzxfy"
+    "imrk0+E6Eevxg3lChF8NmgwvT8iUMtpdbiBEtim1iqJz0ck9qGkiefPU6EAO0i6jJ6wWDY"
+    "pksWREho/1m/1NLTlYaWhZfRD3c9VK39E5PEtJjvym8ei8c838G83WA8TueYL03MrRnRIg"
+    "2VhXKtlAliMdd+iLpEspVCMKemGlTTdp1bDhZgAaqbZioCgba2Isncc8AqGiqJmrfTwxYu"
+    "4YCy7rqhpkCmXo0S825NrSnjIGLbhga61ox6OJ5h/la3V2t9AovD8eduXsZbyhlzYyFwCK"
+    "p0SmBIagWlfIhyEaGziYoCdwEFkvsk9hN2UmCTG+w7MuVzJmZSZpjmxWhsXp2MTdNo4aXA"
+    "hJWHo64UGos5/mw6xJ3KGTy+2rkL9CRoBK2UwvfDy+Nfhpdbr3ZeKIUMjDXwnhdhTV9X3e"
+    "kusMRmMrUJ5PpvC7ij9o8DdVSQYJ04+e8AdjO06+AO8U7wTY+sBcw5sQehHZrteoLd32mE"
+    "tmpWCXdQmcW7uHW1QL1UeBMtfb+Joe9X2/l+HvayTbwF8BXiHfQNoE8xjhaIZ6U2EOjdfg"
+    "Ogd/uVQKuqLNCaN7aAOGq/geA+vhVn4p8swkeMOQS75SBn5HJIT0BwVVBHnHAFUNdAezQa"
+    "name50L86eiC03EO43fnRyeAvYYeGlGpi08vxkXA4yCiNeRpyScEPS55tqhnQ6oWzqQguI"
+    "GU8HUTQvi6mg6+LnpsCepN4c+LUJ+6ssptp4VyMNMgJbMK495ZFchTNYKX/Vd7B3uHu/t7"
+    "h9BEjzIuOajBvWjC2eRUQ1CzQh2oeVCzOb4sqG+gRtI5qSByGckcsnYouh19eI7MA17QHr"
+    "nOMvRfNbiOT89PrsbD898z3vrNcHyiavq6dJkr3cqzlLgT9N/T8S9IPaIPo4sTDS8Tcsq1"
+    "xqTd+IPKnBnYl8x02cLEdippFJVGqGVm3ffsB856VrKb9XWZ9Qij1LTr0auU581tKgOnCi"
+    "bYul1gbpuZmqynFSXkLBR7+9slARJWzgfSZy3vmXyOJnAXGX1UmgaT9VkVmsWqeX+eL8Eu"
+    "nupXUrqVpgJgVSdXEZr3nF6Z8ew97hHWH0H3mmgGbFAfBtWdbFUcIPUirtMotR+8j+kRTp"
+    "n90AR/WWr/iE4raUNpWr+ELoTOdn2z+gFdeN3v7+4e9Hd29w8HewcHg8OdmDcUq+oIxNHp"
+    "z4pDZDxYRCqqc/0peynMQl1uLi21gcmMVcUdRZCv5thx7gk8npYfr97md/sH+7GVq4c6u7"
+    "46H56ddex483lSE3a8HqfB33t+V3AeXCCjOcyLgL9lnNCp+xtZathPYYjYLc1u5+/4PDO4"
+    "qzin5kqLmNFk7AzeHt6ZBCm/4+HV8fDNScCBygn+KunrW0Js1VMZe43rasnrTbrVk12+4s"
+    "Qi9FPsqJvx0mioZiz9QFoad9TO2eTEutsnpd6mjpHCK/NlG8hjgY107k0voNTeQClciYDl"
+    "44FeYgqXeh4p4VA1Z5glshsI/aAR8oMa4AdF3AVRlxlM5WPbxVsZsQ1E+7AB1oeVSB82jb"
+    "bqTuYrIq1NQHevAbp7lejuFa6XsPmclJ311NwtSUQ275RyVV66S848VXImSzXbZBNyol06"
+    "Yd3TCS2OXVYalTm+mJ2xqVEWlUV1vdqoTLUynbDZfWGZMXIJ4myBPMKR8sZUggUiGJ6zlN"
+    "QSaIKlNfsJYcQJ2ANU6QJEBRRYbOpSoZvbSNwq2mdvGznrWY2G+4PG6q8OqO5Lnee7d6dv"
+    "KpJFKZncWvZ9am8rydWEcMY/b3zXUrOFtCb1396/jRUt6ppFHNyCDFZler3pV6+P3cgnov"
+    "ov4F2Z304ENim//WhXQPQSf9C2lJXsdqVuV2q0K13pQPNErcqyjSldXbs3hQFrsrwb7k+w"
+    "D3AbdoFAvoewQNiyiKc2kskSto4F47ewvWzpnpGy3R5ymUTa3vXzi4qN6dG6bpnGTB033Z"
+    "O7zIBmRnLdsfozPFbvkpirzqRpwMCF8pJ7vPfAHEt1WHdZy7XKWhIBg219kTov1lHpEird"
+    "5dKeKJfWXcyphP6ZxCglF5ZLbuKsUXJlfaf1nlzKWkV9l8xxfM+oDPvC+l6DuI/rpg0Dv6"
+    "B3InTecEtxM+zoVKAmaz2k1PTQjPn8xT/Qtd7lrhGDyB9BpMTRlLOFUBGcti4iiuHfYyv4"
+    "6H50b8nSnGGIC/+F1B8JIZn6BwZob6meXhKPWbMfd/d3dtDXryjhnepJKXyhEqEu5iphGh"
+    "gygj4/unKGJXwinkAQXQbB5w8CAZqESwT6sbeNrsN9SVyDfpsKSV1LoqgQURfpbtRA9GjH"
+    "0FNcOyEzWCiISuTQT0Q1vs5Mm5l0vhW9Zi8S109q7DDSBXs5oVNYBSj8kQT1BjqBC2Ez6J"
+    "gioic89OsKQvVKczrl+isKuumCqzSxG+A90QCQMEZHeArrZYol44DA1X/OYBRMjRvGACrQ"
+    "6PJcQ+mgrTHjksGcRlUWm8Nyo1KDKh4UtyvwlFiaxTYL4EPrN1UPXfj+HMP3yOzbzUFa6n"
+    "E4+N9mKhLoo2XXhjhGMh1lXGvK2KVsupTNd0f7kVM2Fbmaum1i877y/sRbRMRPW6TI0iIb"
+    "A/s35cbWJPQcEk6tmVESdIY1teEmTtqs8msJrVj634Wif2Nmtpp8Q8zd9pdwUiIbuGX1B4"
+    "MmSdrBoDpLq+qyTlQtqhYIh803EN2V/MQnaJSlN6R/vRpdVNGCWCQfx1BLoq/IoeI5HuTU"
+    "gKvAyAQvEaZb58P/5eE+Phsd5aMS1cHR997M7v4Ctle/bQ=="
 )

@@ -1,0 +1,1 @@
+"""Per-worker aggregators: one event loop owns each buffer; batches go to Postgres, then Valkey."""

@@ -1,0 +1,169 @@
+"""SearchAggregator: buffered search events -> raw rows + hourly rollups, idempotent per batch.
+
+One flush = BEGIN, flush_log insert, COPY of the raw rows, one statement for the distinct
+session rows and the rollup upsert (keys sorted, pre-aggregated in Python), COMMIT. A batch
+keeps its id across retries; if its flush_log row already exists, the commit happened and
+the batch is skipped, so a retry never counts twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import NamedTuple
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+
+from aggregators.base import BatchingActor
+
+EVENT_OVERHEAD_BYTES = 300  # tuple, floats, ints and the session id, measured roughly
+MAX_BATCH = 50_000
+STATEMENT_TIMEOUT_S = 30.0
+EVENT_COLUMNS = (
+    "query",
+    "query_norm",
+    "search_mode",
+    "result_count",
+    "session_id",
+    "created_at",
+    "batch_id",
+)
+
+
+class SearchEvent(NamedTuple):
+    query: str
+    query_norm: str
+    search_mode: str
+    result_count: int
+    session_id: str
+    at: float  # time.time() at acceptance: rollups bucket by event time
+
+
+@dataclass(frozen=True)
+class SearchBatch:
+    batch_id: uuid.UUID
+    events: list[SearchEvent]
+
+
+_FLUSH_LOG_SQL = """
+INSERT INTO flush_log (batch_id, events, flushed_at) VALUES ($1, $2, now())
+ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id
+"""
+
+# $1..$4: (hour, query_norm, mode, session) of every event; $5..$8: event count per
+# (hour, query_norm, mode). Hours are epoch hours (UTC). Hashed keys keep the unique indexes
+# narrow; rows are inserted in key order so concurrent flushes cannot deadlock.
+_ROLLUP_SQL = """
+WITH new_sessions AS (
+    INSERT INTO search_rollup_sessions (key_hash, session_hash)
+    SELECT DISTINCT hashtextextended(h::text || E'\\x1f' || q || E'\\x1f' || m, 0),
+           hashtextextended(s, 0)
+    FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[]) AS t(h, q, m, s)
+    ORDER BY 1, 2
+    ON CONFLICT (key_hash, session_hash) DO NOTHING
+    RETURNING key_hash
+), session_counts AS (
+    SELECT key_hash, count(*) AS n FROM new_sessions GROUP BY key_hash
+), counts AS (
+    SELECT hashtextextended(h::text || E'\\x1f' || q || E'\\x1f' || m, 0) AS key_hash,
+           to_timestamp(h * 3600) AS hour, q, m, n
+    FROM unnest($5::int8[], $6::text[], $7::text[], $8::int8[]) AS t(h, q, m, n)
+)
+INSERT INTO search_rollups AS r (key_hash, hour, query_norm, search_mode, count, sessions)
+SELECT c.key_hash, c.hour, c.q, c.m, c.n, coalesce(s.n, 0)
+FROM counts c LEFT JOIN session_counts s USING (key_hash)
+ORDER BY c.key_hash
+ON CONFLICT (key_hash) DO UPDATE
+    SET count = r.count + excluded.count, sessions = r.sessions + excluded.sessions
+"""
+
+
+def _rollup_args(events: list[SearchEvent]) -> list[list[int] | list[str]]:
+    """Columns for _ROLLUP_SQL: every event's key and session, and event counts per key."""
+    hours = [int(e.at // 3600) for e in events]
+    queries = [e.query_norm for e in events]
+    modes = [e.search_mode for e in events]
+    sessions = [e.session_id for e in events]
+    counts = Counter(zip(hours, queries, modes, strict=True))
+    keys = list(counts)
+    return [
+        hours,
+        queries,
+        modes,
+        sessions,
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [k[2] for k in keys],
+        list(counts.values()),
+    ]
+
+
+class SearchAggregator(BatchingActor[SearchEvent, SearchBatch]):
+    name = "search"
+
+    def __init__(
+        self,
+        db: BaseDBAsyncClient,
+        *,
+        interval_s: float,
+        max_events: int,
+        max_bytes: int,
+    ) -> None:
+        super().__init__(interval_s=interval_s, max_items=max_events, max_bytes=max_bytes)
+        self._db = db
+        self.statements = 0  # SQL statements sent by flushes (BEGIN/COMMIT included)
+
+    def record(self, event: SearchEvent) -> bool:
+        """Hot path: one append. False when the buffer is full (caller answers 503)."""
+        return self.add(event, EVENT_OVERHEAD_BYTES + 2 * len(event.query))
+
+    def _bytes_of(self, items: list[SearchEvent]) -> int:
+        return sum(EVENT_OVERHEAD_BYTES + 2 * len(e.query) for e in items)
+
+    def _batch_limit(self) -> int:
+        return min(len(self._buffer), MAX_BATCH)
+
+    def _make_batch(self, items: list[SearchEvent]) -> SearchBatch:
+        return SearchBatch(batch_id=uuid.uuid4(), events=items)
+
+    async def write_through(self, event: SearchEvent) -> None:
+        """Unbuffered mode (ANALYTICS_WRITE_THROUGH): one transaction per event."""
+        self.stats.accepted += 1
+        await self._write(self._make_batch([event]))
+        self.stats.flushed += 1
+
+    async def _write(self, batch: SearchBatch) -> None:
+        if not batch.events:
+            return
+        batch_id = batch.batch_id
+        records = [
+            (
+                e.query,
+                e.query_norm,
+                e.search_mode,
+                e.result_count,
+                e.session_id,
+                datetime.fromtimestamp(e.at, UTC),
+                batch_id,
+            )
+            for e in batch.events
+        ]
+        rollup_args = _rollup_args(batch.events)
+        async with self._db.acquire_connection() as conn, conn.transaction():
+            self.statements += 2  # BEGIN, COMMIT
+            fresh = await conn.fetchval(
+                _FLUSH_LOG_SQL, batch_id, len(records), timeout=STATEMENT_TIMEOUT_S
+            )
+            self.statements += 1
+            if fresh is None:
+                return  # committed by an earlier attempt whose reply was lost
+            await conn.copy_records_to_table(
+                "search_events",
+                records=records,
+                columns=EVENT_COLUMNS,
+                timeout=STATEMENT_TIMEOUT_S,
+            )
+            await conn.execute(_ROLLUP_SQL, *rollup_args, timeout=STATEMENT_TIMEOUT_S)
+            self.statements += 2

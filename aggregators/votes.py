@@ -1,0 +1,235 @@
+"""VoteAggregator: group commit of concurrent votes; durable before anyone gets an answer.
+
+Submissions wait on a future. The loop commits everything pending as one transaction:
+lock the touched builds in sorted id order, insert the votes (ON CONFLICT DO NOTHING
+RETURNING), recompute rating_sum/vote_count of those builds from build_votes, commit. Then
+each waiter learns its outcome, and Valkey gets the absolute tallies. Nothing is counted
+in Python: totals always come from the votes table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from tortoise.backends.base.client import BaseDBAsyncClient
+
+from aggregators import keys
+from aggregators.base import BatchingActor
+
+log = logging.getLogger("myashes.aggregators.votes")
+STATEMENT_TIMEOUT_S = 10.0
+
+
+class Outcome(enum.Enum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    NOT_FOUND = "not_found"  # no such build, or another session's private build
+
+
+@dataclass(frozen=True)
+class VoteResult:
+    outcome: Outcome
+    rating_sum: int = 0
+    vote_count: int = 0
+
+
+@dataclass
+class PendingVote:
+    build_id: str
+    session_id: str
+    rating: int
+    future: asyncio.Future[VoteResult] = field(repr=False)
+
+
+_LOCK_SQL = """
+SELECT build_id, is_public OR is_template AS listed, owner_session
+FROM builds WHERE build_id = ANY($1::text[])
+ORDER BY build_id FOR NO KEY UPDATE
+"""
+_INSERT_SQL = """
+INSERT INTO build_votes (build_id, session_id, rating, created_at)
+SELECT build_id, session_id, rating, now()
+FROM unnest($1::text[], $2::text[], $3::int2[]) AS t(build_id, session_id, rating)
+ORDER BY build_id, session_id
+ON CONFLICT (build_id, session_id) DO NOTHING
+RETURNING build_id, session_id
+"""
+_RECOMPUTE_SQL = """
+UPDATE builds b SET rating_sum = v.rating_sum, vote_count = v.vote_count
+FROM (
+    SELECT build_id, sum(rating)::int AS rating_sum, count(*)::int AS vote_count
+    FROM build_votes WHERE build_id = ANY($1::text[]) GROUP BY build_id
+) v
+WHERE b.build_id = v.build_id
+RETURNING b.build_id, b.rating_sum, b.vote_count
+"""
+
+_TALLIES_SQL = (
+    "SELECT build_id, rating_sum, vote_count FROM builds WHERE build_id = ANY($1::text[])"
+)
+
+
+def _may_vote(access: tuple[bool, str | None] | None, session_id: str) -> bool:
+    """Public builds and templates for everyone, private builds for their owner only."""
+    if access is None:
+        return False
+    listed, owner = access
+    return listed or owner == session_id
+
+
+class VoteAggregator(BatchingActor[PendingVote, list[PendingVote]]):
+    name = "votes"
+
+    def __init__(
+        self,
+        db: BaseDBAsyncClient,
+        valkey: Redis,
+        *,
+        max_batch: int,
+        max_pending: int = 100_000,
+        interval_s: float = 1.0,
+    ) -> None:
+        super().__init__(interval_s=interval_s, max_items=max_pending)
+        self._db = db
+        self._valkey = valkey
+        self.max_batch = max_batch
+        self.statements = 0
+        self._unprojected: set[str] = set()  # builds whose Valkey projection failed
+        # Newest tallies waiting for Valkey; one projector task drains them in commit order,
+        # off the commit path, so the next batch never waits on Valkey.
+        self._to_project: dict[str, tuple[int, int]] = {}
+        self._projector: asyncio.Task[None] | None = None
+
+    async def submit(self, build_id: str, session_id: str, rating: int) -> VoteResult:
+        """Queue a vote and wait until its batch has committed (or failed: raises)."""
+        future: asyncio.Future[VoteResult] = asyncio.get_running_loop().create_future()
+        if not self.add(PendingVote(build_id, session_id, rating, future)):
+            raise OverflowError("vote queue full")
+        self._wake()
+        return await future
+
+    def _batch_limit(self) -> int:
+        return min(len(self._buffer), self.max_batch)
+
+    def _make_batch(self, items: list[PendingVote]) -> list[PendingVote]:
+        return items
+
+    async def flush(self) -> int:
+        """As BatchingActor.flush, but a failed batch fails its waiters instead of retrying:
+        a vote is never answered before it is durable, and never silently kept."""
+        try:
+            written = await super().flush()
+        except BaseException as exc:
+            batch, self._inflight, self._inflight_items = self._inflight, None, 0
+            for vote in batch or ():
+                if not vote.future.done():
+                    vote.future.set_exception(
+                        exc if isinstance(exc, Exception) else RuntimeError("vote aborted")
+                    )
+            raise
+        if self._projector is not None:
+            # Projections of what was just committed, then heal; shielded so a cancelled
+            # flush never cancels the projector.
+            await asyncio.shield(self._projector)
+        if self._unprojected:
+            await self._heal()
+        return written
+
+    async def _write(self, batch: list[PendingVote]) -> None:
+        # First submission per (build, session) goes to SQL; repeats in the batch are 409s.
+        first: dict[tuple[str, str], PendingVote] = {}
+        for vote in batch:
+            first.setdefault((vote.build_id, vote.session_id), vote)
+        unique = sorted(first.values(), key=lambda v: (v.build_id, v.session_id))
+        build_ids = sorted({v.build_id for v in unique})
+        async with self._db.acquire_connection() as conn, conn.transaction():
+            # Locks first, in sorted id order; it also tells which builds each session may see.
+            locked = await conn.fetch(_LOCK_SQL, build_ids, timeout=STATEMENT_TIMEOUT_S)
+            access = {r["build_id"]: (r["listed"], r["owner_session"]) for r in locked}
+            live = [v for v in unique if _may_vote(access.get(v.build_id), v.session_id)]
+            visible = {(v.build_id, v.session_id) for v in live}
+            inserted = {
+                (r["build_id"], r["session_id"])
+                for r in await conn.fetch(
+                    _INSERT_SQL,
+                    [v.build_id for v in live],
+                    [v.session_id for v in live],
+                    [v.rating for v in live],
+                    timeout=STATEMENT_TIMEOUT_S,
+                )
+            }
+            touched = sorted({build_id for build_id, _ in inserted})
+            tallies: dict[str, tuple[int, int]] = {}
+            if touched:
+                rows = await conn.fetch(_RECOMPUTE_SQL, touched, timeout=STATEMENT_TIMEOUT_S)
+                tallies = {r["build_id"]: (r["rating_sum"], r["vote_count"]) for r in rows}
+            self.statements += 5 + bool(touched)
+        self._answer(batch, first, visible, inserted, tallies)
+        if tallies:
+            self._to_project.update(tallies)
+            if self._projector is None or self._projector.done():
+                self._projector = asyncio.get_running_loop().create_task(self._drain_projections())
+
+    async def _drain_projections(self) -> None:
+        while self._to_project:
+            tallies, self._to_project = self._to_project, {}
+            await self._project(tallies)
+
+    async def stop(self, timeout_s: float) -> int:
+        pending = await super().stop(timeout_s)
+        if self._projector is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._projector), timeout=2.0)
+            except TimeoutError:
+                log.warning("rating projection unfinished at stop; it heals on the next vote")
+        return pending
+
+    def _answer(
+        self,
+        batch: list[PendingVote],
+        first: dict[tuple[str, str], PendingVote],
+        visible: set[tuple[str, str]],
+        inserted: set[tuple[str, str]],
+        tallies: dict[str, tuple[int, int]],
+    ) -> None:
+        for vote in batch:
+            key = (vote.build_id, vote.session_id)
+            if key not in visible:
+                result = VoteResult(Outcome.NOT_FOUND)
+            elif key in inserted and first[key] is vote:
+                rating_sum, vote_count = tallies[vote.build_id]
+                result = VoteResult(Outcome.ACCEPTED, rating_sum, vote_count)
+            else:
+                result = VoteResult(Outcome.DUPLICATE)
+            if not vote.future.done():
+                vote.future.set_result(result)
+
+    async def _heal(self) -> None:
+        """Re-project builds whose projection failed, with fresh tallies from Postgres."""
+        build_ids = sorted(self._unprojected)
+        rows = await self._db.execute_query_dict(_TALLIES_SQL, [build_ids])
+        self._unprojected.difference_update(build_ids)
+        await self._project({r["build_id"]: (r["rating_sum"], r["vote_count"]) for r in rows})
+
+    async def _project(self, tallies: dict[str, tuple[int, int]]) -> None:
+        """Absolute tallies to Valkey after the commit; failures are healed on a later tick."""
+        if not tallies:
+            return
+        try:
+            async with self._valkey.pipeline(transaction=False) as pipe:
+                for build_id, (rating_sum, vote_count) in tallies.items():
+                    key = keys.rating(build_id)
+                    mapping: dict[Any, Any] = {"rating_sum": rating_sum, "vote_count": vote_count}
+                    pipe.hset(key, mapping=mapping)
+                    pipe.expire(key, keys.RATING_TTL_S)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            if not self._unprojected:
+                log.warning("rating projection deferred (Valkey: %s)", exc)
+            self._unprojected.update(tallies)

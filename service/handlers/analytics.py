@@ -1,0 +1,75 @@
+"""Search analytics API: record a search (buffered), popular queries (Valkey first)."""
+
+from __future__ import annotations
+
+import time
+from typing import cast
+
+from sanic import Blueprint, HTTPResponse
+
+from aggregators.normalise import normalise_query
+from aggregators.search import SearchEvent
+from service import schemas
+from service.ctx import ApiRequest
+from service.docs import doc
+from service.errors import ServiceUnavailable, ValidationFailed
+from service.gamedata import SEARCH_MODES
+from service.responses import json_response
+from service.sessions import session_of
+from service.validation import decode_body, parse_query
+
+
+def mode_of(value: str) -> schemas.SearchMode:
+    if value not in SEARCH_MODES:  # the table's CHECK-free column only ever gets these
+        raise ValueError(f"unknown search mode {value!r}")
+    return cast(schemas.SearchMode, value)
+
+
+BUFFER_FULL_RETRY_S = 5
+_RECORDED = json_response(schemas.Recorded(recorded=True), 201).body
+
+
+@doc(body=schemas.SearchEventIn, ok=(201, schemas.Recorded), errors=(422, 503))
+async def record_search(request: ApiRequest) -> HTTPResponse:
+    body = decode_body(request, schemas.SearchEventIn)
+    query_norm = normalise_query(body.query)
+    if not query_norm:
+        raise ValidationFailed.field("query", "must not be blank")
+    event = SearchEvent(
+        body.query,
+        query_norm,
+        body.search_mode,
+        body.result_count,
+        session_of(request),
+        time.time(),
+    )
+    aggregator = request.app.ctx.search
+    if request.app.ctx.settings.analytics_write_through:
+        await aggregator.write_through(event)
+    elif not aggregator.record(event):
+        raise ServiceUnavailable(
+            "Analytics buffer is full; retry later", retry_after=BUFFER_FULL_RETRY_S
+        )
+    return HTTPResponse(_RECORDED, status=201, content_type="application/json")
+
+
+@doc(query=schemas.PopularQueriesQuery, ok=(200, schemas.PopularQueries), errors=(422,))
+async def popular_queries(request: ApiRequest) -> HTTPResponse:
+    q = parse_query(request, schemas.PopularQueriesQuery)
+    rows = await request.app.ctx.popular.top(q.days, q.search_mode, q.limit)
+    queries = [
+        schemas.PopularQuery(
+            query=r.query, count=r.count, sessions=r.sessions, search_mode=mode_of(r.search_mode)
+        )
+        for r in rows
+    ]
+    return json_response(schemas.PopularQueries(queries=queries, period_days=q.days))
+
+
+def blueprint() -> Blueprint:
+    bp = Blueprint("analytics")
+    bp.add_route(record_search, "/analytics/search", methods=["POST"], name="record")
+    bp.add_route(
+        popular_queries, "/analytics/popular-queries", methods=["GET"], name="popular_queries"
+    )
+    return bp

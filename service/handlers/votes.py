@@ -1,0 +1,54 @@
+"""Votes API: one durable vote per session per build, group-committed by the VoteAggregator."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sanic import Blueprint, HTTPResponse
+
+from aggregators.votes import Outcome
+from service import builds, schemas
+from service.ctx import ApiRequest
+from service.docs import doc
+from service.errors import AlreadyVoted, BuildNotFound, ServiceUnavailable, SessionRequired
+from service.responses import json_response
+from service.sessions import session_of, session_was_sent
+from service.validation import decode_body
+
+RETRY_S = 2
+
+
+@doc(body=schemas.VoteIn, ok=(200, schemas.VoteOut), errors=(400, 404, 409, 422, 503))
+async def vote(request: ApiRequest, build_id: str) -> HTTPResponse:
+    if not session_was_sent(request):
+        raise SessionRequired("Voting needs the X-Session-ID header (sess_ + 24 hex)")
+    body = decode_body(request, schemas.VoteIn)
+    session_id = session_of(request)
+    ctx = request.app.ctx
+    # Existence and visibility are checked inside the vote's batch, under the build lock.
+    try:
+        result = await asyncio.wait_for(
+            ctx.votes.submit(build_id, session_id, body.rating), ctx.settings.vote_timeout_s
+        )
+    except (OverflowError, TimeoutError, OSError) as exc:
+        raise ServiceUnavailable(
+            f"Vote could not be stored right now ({type(exc).__name__})", retry_after=RETRY_S
+        ) from exc
+    if result.outcome is Outcome.NOT_FOUND:
+        raise BuildNotFound(build_id)
+    if result.outcome is Outcome.DUPLICATE:
+        raise AlreadyVoted(f"This session has already voted on build {build_id}")
+    avg = builds.average(result.rating_sum, result.vote_count)
+    out = schemas.VoteOut(
+        build_id=build_id,
+        your_rating=body.rating,
+        avg_rating=avg if avg is not None else float(body.rating),
+        vote_count=result.vote_count,
+    )
+    return json_response(out)
+
+
+def blueprint() -> Blueprint:
+    bp = Blueprint("votes")
+    bp.add_route(vote, "/builds/<build_id:str>/vote", methods=["POST"], name="vote")
+    return bp

@@ -1,0 +1,266 @@
+"""Search analytics: buffered recording, exact flush rows and rollups, popular queries."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from aggregators import keys
+from aggregators.popular import SCORE_SHIFT, SEPARATOR
+from aggregators.search import SearchAggregator, SearchEvent
+
+SESSION_A = "sess_" + "a" * 24
+SESSION_B = "sess_" + "b" * 24
+SESSION_C = "sess_" + "c" * 24
+
+
+async def record(client, query, mode="quick", session=SESSION_A, result_count=3):
+    r = await client.post(
+        "/api/v1/analytics/search",
+        json={"query": query, "search_mode": mode, "result_count": result_count},
+        headers={"X-Session-ID": session},
+    )
+    return r
+
+
+async def test_record_is_buffered_until_flush(client, app, sql):
+    r = await record(client, "Tank  Build")
+    assert r.status_code == 201
+    assert r.json() == {"recorded": True}
+    assert r.headers["x-session-id"] == SESSION_A
+    assert await sql.fetchval("SELECT count(*) FROM search_events") == 0
+    assert app.ctx.search.depth == 1
+    assert await app.ctx.search.flush() == 1
+    assert app.ctx.search.depth == 0
+    assert await sql.fetchval("SELECT count(*) FROM search_events") == 1
+
+
+async def test_flush_writes_exact_rows_and_rollups(client, app, sql):
+    for query, session in [
+        ("Tank  Build", SESSION_A),
+        ("tank build", SESSION_B),
+        (" TANK build ", SESSION_A),
+        ("healer", SESSION_C),
+    ]:
+        assert (await record(client, query, session=session)).status_code == 201
+    assert (await record(client, "tank build", mode="deep", session=SESSION_C)).status_code == 201
+    assert await app.ctx.search.flush() == 5
+
+    events = await sql.fetch(
+        "SELECT query, query_norm, search_mode, result_count, session_id FROM search_events "
+        "ORDER BY id"
+    )
+    assert [tuple(e) for e in events] == [
+        ("Tank  Build", "tank build", "quick", 3, SESSION_A),
+        ("tank build", "tank build", "quick", 3, SESSION_B),
+        (" TANK build ", "tank build", "quick", 3, SESSION_A),
+        ("healer", "healer", "quick", 3, SESSION_C),
+        ("tank build", "tank build", "deep", 3, SESSION_C),
+    ]
+    hour = int(time.time() // 3600) * 3600
+    rollups = await sql.fetch(
+        "SELECT extract(epoch FROM hour)::bigint AS hour, query_norm, search_mode, count, "
+        "sessions FROM search_rollups ORDER BY query_norm, search_mode"
+    )
+    assert [tuple(r) for r in rollups] == [
+        (hour, "healer", "quick", 1, 1),
+        (hour, "tank build", "deep", 1, 1),
+        (hour, "tank build", "quick", 3, 2),
+    ]
+    assert await sql.fetchval("SELECT count(*) FROM search_rollup_sessions") == 4
+    log = await sql.fetch("SELECT events FROM flush_log")
+    assert [r["events"] for r in log] == [5]
+    batch_ids = await sql.fetch("SELECT DISTINCT batch_id FROM search_events")
+    assert len(batch_ids) == 1
+
+
+async def test_rollups_bucket_by_event_time_and_accumulate(app, sql):
+    aggregator: SearchAggregator = app.ctx.search
+    base = (int(time.time() // 3600) - 5) * 3600  # five hours ago, on the hour
+    for at, session in [(base + 10, SESSION_A), (base + 3599, SESSION_B), (base + 3600, SESSION_A)]:
+        assert aggregator.record(SearchEvent("q", "q", "smart", 0, session, at))
+    assert await aggregator.flush() == 3
+    assert aggregator.record(SearchEvent("q", "q", "smart", 0, SESSION_C, base + 20))
+    assert aggregator.record(SearchEvent("q", "q", "smart", 0, SESSION_A, base + 30))
+    assert await aggregator.flush() == 2
+    rows = await sql.fetch(
+        "SELECT extract(epoch FROM hour)::bigint AS hour, count, sessions FROM search_rollups "
+        "ORDER BY hour"
+    )
+    # Hour 1: A, B, then C and A again -> 4 events, 3 distinct sessions. Hour 2: A once.
+    assert [tuple(r) for r in rows] == [(base, 4, 3), (base + 3600, 1, 1)]
+
+
+class LostReply(SearchAggregator):
+    """Commits, then fails as if the reply was lost: the next flush retries the same batch."""
+
+    fail_next = True
+
+    async def _write(self, batch):
+        await super()._write(batch)
+        if self.fail_next:
+            self.fail_next = False
+            raise ConnectionResetError("reply lost after commit")
+
+
+async def test_retried_batch_after_commit_is_not_counted_twice(app, sql):
+    aggregator = LostReply(app.ctx.db, interval_s=3600, max_events=100, max_bytes=10**6)
+    for session in (SESSION_A, SESSION_B, SESSION_A):
+        assert aggregator.record(SearchEvent("mage", "mage", "quick", 1, session, time.time()))
+    with pytest.raises(ConnectionResetError):
+        await aggregator.flush()
+    assert aggregator.depth == 3  # the batch is kept, with its id
+    assert aggregator.stats.failures == 1
+    assert await aggregator.flush() == 3
+    assert aggregator.depth == 0
+    assert await sql.fetchval("SELECT count(*) FROM search_events") == 3
+    assert [tuple(r) for r in await sql.fetch("SELECT count, sessions FROM search_rollups")] == [
+        (3, 2)
+    ]
+    assert await sql.fetchval("SELECT count(*) FROM flush_log") == 1
+
+
+async def test_blank_and_invalid_events_are_rejected(client, app):
+    cases = [
+        ({"query": "   ", "search_mode": "quick", "result_count": 1}, "query"),
+        ({"query": "", "search_mode": "quick", "result_count": 1}, "query"),
+        ({"query": "x" * 501, "search_mode": "quick", "result_count": 1}, "query"),
+        ({"query": "ok", "search_mode": "Quick", "result_count": 1}, "search_mode"),
+        ({"query": "ok", "search_mode": "quick", "result_count": -1}, "result_count"),
+        ({"query": "ok", "search_mode": "quick", "result_count": 1.5}, "result_count"),
+        ({"query": "ok", "search_mode": "quick"}, "result_count"),
+    ]
+    for body, field in cases:
+        r = await client.post("/api/v1/analytics/search", json=body)
+        assert r.status_code == 422, body
+        payload = r.json()
+        assert payload["error"] == "validation_error"
+        assert payload["status"] == 422
+        assert payload["details"][0]["field"] == field, body
+    assert app.ctx.search.depth == 0
+
+
+@pytest.mark.parametrize("settings_overrides", [{"search_buffer_max_events": 3}], indirect=True)
+async def test_full_buffer_answers_503_with_retry_after(client, app, sql):
+    for i in range(3):
+        assert (await record(client, f"q{i}")).status_code == 201
+    r = await record(client, "one too many")
+    assert r.status_code == 503
+    assert r.headers["retry-after"] == "5"
+    assert r.json() == {
+        "error": "service_unavailable",
+        "message": "Analytics buffer is full; retry later",
+        "status": 503,
+    }
+    assert app.ctx.search.stats.rejected == 1
+    assert await app.ctx.search.flush() == 3
+    assert (await record(client, "fits again")).status_code == 201
+    assert await sql.fetchval("SELECT count(*) FROM search_events") == 3
+
+
+@pytest.mark.parametrize("settings_overrides", [{"analytics_write_through": True}], indirect=True)
+async def test_write_through_mode_persists_before_answering(client, app, sql):
+    assert (await record(client, "paladin")).status_code == 201
+    assert app.ctx.search.depth == 0
+    assert await sql.fetchval("SELECT query_norm FROM search_events") == "paladin"
+    assert await sql.fetchval("SELECT count FROM search_rollups") == 1
+
+
+async def popular(client, **params):
+    r = await client.get("/api/v1/analytics/popular-queries", params=params)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def test_popular_queries_ranking_and_valkey_set(client, app, valkey):
+    searches = [
+        ("tank build", SESSION_A),
+        ("Tank Build", SESSION_B),
+        ("TANK  BUILD", SESSION_C),
+        ("healer", SESSION_A),
+        ("healer", SESSION_A),
+        ("healer", SESSION_A),
+        ("healer", SESSION_B),
+        ("zerg", SESSION_C),
+        ("alpha", SESSION_C),
+    ]
+    for query, session in searches:
+        assert (await record(client, query, session=session)).status_code == 201
+    await app.ctx.search.flush()
+
+    body = await popular(client)
+    assert body == {
+        "period_days": 7,
+        "queries": [
+            {"query": "tank build", "count": 3, "sessions": 3, "search_mode": "quick"},
+            {"query": "healer", "count": 4, "sessions": 2, "search_mode": "quick"},
+            {"query": "alpha", "count": 1, "sessions": 1, "search_mode": "quick"},
+            {"query": "zerg", "count": 1, "sessions": 1, "search_mode": "quick"},
+        ],
+    }
+    key = keys.popular_queries(7, None)
+    assert 0 < await valkey.ttl(key) <= 60
+    members = dict(await valkey.zrange(key, 0, -1, withscores=True))
+    assert members == {
+        keys.POPULAR_BUILT_MARKER: -1.0,
+        f"quick{SEPARATOR}tank build": float(3 * SCORE_SHIFT + 3),
+        f"quick{SEPARATOR}healer": float(2 * SCORE_SHIFT + 4),
+        f"quick{SEPARATOR}alpha": float(1 * SCORE_SHIFT + 1),
+        f"quick{SEPARATOR}zerg": float(1 * SCORE_SHIFT + 1),
+    }
+    assert (await popular(client, limit=2))["queries"][1]["query"] == "healer"
+    assert app.ctx.popular.rebuilds == 1  # the second read was served from Valkey
+
+
+async def test_popular_queries_served_from_valkey_until_the_set_expires(client, app, valkey):
+    await record(client, "first")
+    await app.ctx.search.flush()
+    assert [q["query"] for q in (await popular(client))["queries"]] == ["first"]
+    await record(client, "second", session=SESSION_B)
+    await app.ctx.search.flush()
+    # Still the cached set (fresh for at most POPULAR_TTL_S seconds) ...
+    assert [q["query"] for q in (await popular(client))["queries"]] == ["first"]
+    # ... and rebuilt from Postgres once it is gone.
+    await valkey.delete(keys.popular_queries(7, None))
+    assert [q["query"] for q in (await popular(client))["queries"]] == ["first", "second"]
+
+
+async def test_popular_queries_mode_filter_and_window(app, client):
+    aggregator: SearchAggregator = app.ctx.search
+    now = time.time()
+    aggregator.record(SearchEvent("old", "old", "deep", 0, SESSION_A, now - 10 * 86400))
+    aggregator.record(SearchEvent("new", "new", "deep", 0, SESSION_A, now))
+    aggregator.record(SearchEvent("new", "new", "smart", 0, SESSION_B, now))
+    await aggregator.flush()
+    assert [q["query"] for q in (await popular(client, search_mode="deep"))["queries"]] == ["new"]
+    month = await popular(client, search_mode="deep", days=30)
+    assert month["period_days"] == 30
+    assert [(q["query"], q["search_mode"]) for q in month["queries"]] == [
+        ("new", "deep"),
+        ("old", "deep"),
+    ]
+    both = await popular(client)
+    assert [(q["query"], q["search_mode"]) for q in both["queries"]] == [
+        ("new", "deep"),
+        ("new", "smart"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"days": 0}, "days"),
+        ({"days": 91}, "days"),
+        ({"limit": 0}, "limit"),
+        ({"limit": 51}, "limit"),
+        ({"search_mode": "fast"}, "search_mode"),
+        ({"days": "x"}, "days"),
+    ],
+)
+async def test_popular_queries_rejects_bad_parameters(client, params, field):
+    r = await client.get("/api/v1/analytics/popular-queries", params=params)
+    assert r.status_code == 422
+    body = r.json()
+    assert body["error"] == "validation_error"
+    assert body["details"][0]["field"] == field

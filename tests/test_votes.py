@@ -1,0 +1,176 @@
+"""Votes: durable group commit, exact tallies under concurrency, contract errors."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from aggregators import keys
+
+OWNER = "sess_" + "0" * 24
+
+
+def session(i: int) -> str:
+    return f"sess_{i:024x}"
+
+
+async def new_build(client, *, is_public=True, owner=OWNER) -> str:
+    r = await client.post(
+        "/api/v1/builds",
+        json={
+            "name": "Vote me",
+            "primary_archetype": "tank",
+            "secondary_archetype": "cleric",
+            "race": "kaelar",
+            "is_public": is_public,
+        },
+        headers={"X-Session-ID": owner},
+    )
+    assert r.status_code == 201, r.text
+    return r.json()["build_id"]
+
+
+async def vote(client, build_id, rating, sess):
+    headers = {"X-Session-ID": sess} if sess else {}
+    return await client.post(
+        f"/api/v1/builds/{build_id}/vote", json={"rating": rating}, headers=headers
+    )
+
+
+async def test_vote_is_durable_and_projected(client, sql, valkey):
+    build_id = await new_build(client)
+    updated_before = await sql.fetchval("SELECT updated_at FROM builds")
+    r = await vote(client, build_id, 4, session(1))
+    assert r.status_code == 200
+    assert r.json() == {"build_id": build_id, "your_rating": 4, "avg_rating": 4.0, "vote_count": 1}
+    assert r.headers["x-session-id"] == session(1)
+    rows = await sql.fetch("SELECT build_id, session_id, rating FROM build_votes")
+    assert [tuple(x) for x in rows] == [(build_id, session(1), 4)]
+    tally = await sql.fetchrow("SELECT rating_sum, vote_count, updated_at FROM builds")
+    assert (tally["rating_sum"], tally["vote_count"]) == (4, 1)
+    assert tally["updated_at"] == updated_before  # votes do not touch updated_at
+    assert await valkey.hgetall(keys.rating(build_id)) == {"rating_sum": "4", "vote_count": "1"}
+    assert 0 < await valkey.ttl(keys.rating(build_id)) <= keys.RATING_TTL_S
+    r = await vote(client, build_id, 5, session(2))
+    assert r.json() == {"build_id": build_id, "your_rating": 5, "avg_rating": 4.5, "vote_count": 2}
+    r = await vote(client, build_id, 4, session(3))
+    assert r.json()["avg_rating"] == 4.3  # 13 / 3, rounded to one decimal
+    got = (await client.get(f"/api/v1/builds/{build_id}")).json()
+    assert (got["rating"], got["vote_count"]) == (4.3, 3)
+
+
+async def test_second_vote_by_same_session_is_409(client, sql):
+    build_id = await new_build(client)
+    assert (await vote(client, build_id, 2, session(7))).status_code == 200
+    r = await vote(client, build_id, 5, session(7))
+    assert r.status_code == 409
+    assert r.json() == {
+        "error": "already_voted",
+        "message": f"This session has already voted on build {build_id}",
+        "status": 409,
+    }
+    assert await sql.fetchval("SELECT rating_sum FROM builds") == 2
+
+
+@pytest.mark.parametrize("header", [None, "sess_ABC", "sess_" + "g" * 24, "nope"])
+async def test_vote_without_a_sent_session_is_400(client, sql, header):
+    build_id = await new_build(client)
+    r = await vote(client, build_id, 3, header)
+    assert r.status_code == 400
+    assert r.json() == {
+        "error": "session_required",
+        "message": "Voting needs the X-Session-ID header (sess_ + 24 hex)",
+        "status": 400,
+    }
+    assert r.headers["x-session-id"].startswith("sess_")  # a fresh one, echoed as always
+    assert await sql.fetchval("SELECT count(*) FROM build_votes") == 0
+
+
+@pytest.mark.parametrize("rating", [0, 6, 3.5, "4", True, None, -1, 10**30])
+async def test_rating_must_be_an_integer_from_1_to_5(client, sql, rating):
+    build_id = await new_build(client)
+    r = await vote(client, build_id, rating, session(1))
+    assert r.status_code == 422
+    body = r.json()
+    assert body["error"] == "validation_error"
+    assert body["status"] == 422
+    assert body["details"][0]["field"] == "rating"
+    assert await sql.fetchval("SELECT count(*) FROM build_votes") == 0
+
+
+async def test_missing_rating_is_422(client):
+    build_id = await new_build(client)
+    r = await client.post(
+        f"/api/v1/builds/{build_id}/vote", json={}, headers={"X-Session-ID": session(1)}
+    )
+    assert r.status_code == 422
+    assert r.json()["details"] == [
+        {"field": "rating", "problem": "Object missing required field `rating`"}
+    ]
+
+
+async def test_vote_on_unknown_or_hidden_build_is_404(client, sql):
+    private = await new_build(client, is_public=False)
+    for build_id in ("b_deadbeef", private, "not-an-id"):
+        r = await vote(client, build_id, 3, session(1))
+        assert r.status_code == 404
+        assert r.json() == {
+            "error": "build_not_found",
+            "message": f"Build {build_id} not found",
+            "status": 404,
+        }
+    assert (await vote(client, private, 5, OWNER)).status_code == 200  # the owner sees it
+    assert await sql.fetchval("SELECT count(*) FROM build_votes") == 1
+
+
+async def test_vote_for_a_build_deleted_before_commit_is_404(client, app, sql):
+    build_id = await new_build(client)
+    await sql.execute("DELETE FROM builds WHERE build_id = $1", build_id)
+    result = await app.ctx.votes.submit(build_id, session(1), 4)
+    assert result.outcome.value == "not_found"
+    assert await sql.fetchval("SELECT count(*) FROM build_votes") == 0
+
+
+async def test_1000_concurrent_sessions_on_one_build_are_exact(client, sql, app):
+    build_id = await new_build(client)
+    ratings = [random.randint(1, 5) for _ in range(1000)]
+    responses = await asyncio.gather(
+        *(vote(client, build_id, rating, session(i)) for i, rating in enumerate(ratings))
+    )
+    assert [r.status_code for r in responses] == [200] * 1000
+    assert max(r.json()["vote_count"] for r in responses) == 1000
+    row = await sql.fetchrow("SELECT rating_sum, vote_count FROM builds")
+    assert (row["rating_sum"], row["vote_count"]) == (sum(ratings), 1000)
+    got = (await client.get(f"/api/v1/builds/{build_id}")).json()
+    assert got["vote_count"] == 1000
+    assert got["rating"] == float(f"{sum(ratings) / 1000 + 1e-9:.1f}")
+    assert app.ctx.votes.stats.flushes < 1000  # they were group-committed
+
+
+async def test_concurrent_duplicates_get_one_200_and_the_rest_409(client, sql):
+    build_id = await new_build(client)
+    attempts = [(s, random.randint(1, 5)) for s in range(50) for _ in range(5)]
+    random.shuffle(attempts)
+    responses = await asyncio.gather(*(vote(client, build_id, r, session(s)) for s, r in attempts))
+    by_session: dict[int, list[int]] = {}
+    for (s, _), response in zip(attempts, responses, strict=True):
+        by_session.setdefault(s, []).append(response.status_code)
+    assert all(sorted(codes) == [200, 409, 409, 409, 409] for codes in by_session.values())
+    winners = {
+        s: rating
+        for (s, rating), response in zip(attempts, responses, strict=True)
+        if response.status_code == 200
+    }
+    row = await sql.fetchrow("SELECT rating_sum, vote_count FROM builds")
+    assert (row["rating_sum"], row["vote_count"]) == (sum(winners.values()), 50)
+    assert await sql.fetchval("SELECT sum(rating) FROM build_votes") == sum(winners.values())
+
+
+async def test_delete_build_takes_its_votes(client, sql):
+    build_id = await new_build(client)
+    await vote(client, build_id, 5, session(1))
+    r = await client.delete(f"/api/v1/builds/{build_id}", headers={"X-Session-ID": OWNER})
+    assert r.status_code == 200
+    assert await sql.fetchval("SELECT count(*) FROM build_votes") == 0
