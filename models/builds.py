@@ -64,5 +64,9 @@ class BuildVote(Model):
     class Meta:
         table = "build_votes"
         unique_together = (("build", "session_id"),)
-        constraints = (CheckConstraint(check="rating BETWEEN 1 AND 5", name="build_votes_rating_ck"),)
-        indexes = (Index(fields=("created_at", "build_id", "rating"), name="build_votes_period_idx"),)
+        constraints = (
+            CheckConstraint(check="rating BETWEEN 1 AND 5", name="build_votes_rating_ck"),
+        )
+        indexes = (
+            Index(fields=("created_at", "build_id", "rating"), name="build_votes_period_idx"),
+        )

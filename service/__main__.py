@@ -90,7 +90,9 @@ def cmd_makemigration(settings: Settings, args: argparse.Namespace) -> None:
     from aerich import Command
 
     async def make(database_url: str) -> None:
-        command = Command(db.tortoise_config(database_url), app="models", location=db.MIGRATIONS_DIR)
+        command = Command(
+            db.tortoise_config(database_url), app="models", location=db.MIGRATIONS_DIR
+        )
         async with command:
             await command.init()
             await command.upgrade()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from sanic import Sanic
 from sanic_ext import Extend
 
-from service import __version__, errors, resources, sessions
+from service import __version__, errors, resources, sessions, validation
 from service.config import Settings
 from service.ctx import ApiRequest, App, Ctx
 from service.handlers import register as register_handlers
@@ -49,12 +50,16 @@ def _configure(app: App, settings: Settings) -> None:
         OAS_UI_DEFAULT="swagger",
         OAS_AUTODOC=False,
     )
+    # REQUEST_MAX_SIZE holds in Sanic's server only; this enforces it under ASGI too.
+    validation.register(app)
 
 
-def create_app(settings: Settings | None = None) -> App:
-    settings = settings if settings is not None else Settings.from_env()
+def create_app(settings: Settings | object | None = None) -> App:
+    # `sanic service.app:create_app --factory` calls the factory with its CLI arguments.
+    settings = settings if isinstance(settings, Settings) else Settings.from_env()
     logging.getLogger("myashes").setLevel(settings.log_level)
-    app: App = Sanic("myashes", ctx=Ctx(settings), request_class=ApiRequest)
+    request_class: Any = ApiRequest  # Sanic's stub wants Request[..., SimpleNamespace]
+    app: App = Sanic("myashes", ctx=Ctx(settings), request_class=request_class)
     _configure(app, settings)
     Extend(app)
     errors.register(app)

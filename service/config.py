@@ -23,8 +23,20 @@ ENVIRONMENTS = ("development", "test", "production")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # Passwords that must never reach production (Settings refuses them when ENV=production).
 PLACEHOLDER_SECRETS = frozenset(
-    {"", "changeme", "change-me", "change_me", "password", "postgres", "secret", "example",
-     "placeholder", "replace-me", "todo", "xxx"}
+    {
+        "",
+        "changeme",
+        "change-me",
+        "change_me",
+        "password",
+        "postgres",
+        "secret",
+        "example",
+        "placeholder",
+        "replace-me",
+        "todo",
+        "xxx",
+    }
 )
 
 
@@ -79,6 +91,8 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     # Observability.
     metrics_enabled: bool = True
+    # Registers /_bench/noop (GET and POST): the no-op ceiling benchmarks compare against.
+    bench_endpoints: bool = False
     prometheus_multiproc_dir: str | None = None
 
     def __post_init__(self) -> None:
@@ -114,7 +128,9 @@ class Settings:
                 )
             password = urlsplit(url).password
             if password is not None and password.lower() in PLACEHOLDER_SECRETS:
-                raise SettingsError(f"{_env_name(name)}: placeholder password refused in production")
+                raise SettingsError(
+                    f"{_env_name(name)}: placeholder password refused in production"
+                )
 
     @property
     def embedded(self) -> bool:

@@ -10,7 +10,8 @@ AppError subclasses (code → status):
     RateLimited        rate_limited        429  (Retry-After)
     ServiceUnavailable service_unavailable 503  (Retry-After)
 Sanic's own errors map to not_found 404, method_not_allowed 405, payload_too_large 413,
-request_timeout 408, bad_request 400; anything else is a logged internal_error 500.
+request_timeout 408, bad_request 400; an unreachable store is service_unavailable 503;
+anything else is a logged internal_error 500.
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any, TypedDict
 
+import asyncpg
 import msgspec
+from redis import exceptions as redis_exc
 from sanic import HTTPResponse, Request, Sanic
 from sanic import exceptions as sanic_exc
+from tortoise.exceptions import DBConnectionError
 
 log = logging.getLogger("myashes.errors")
 
@@ -104,6 +108,18 @@ _SANIC_CODES: tuple[tuple[type[Exception], str], ...] = (
     (sanic_exc.ServiceUnavailable, "service_unavailable"),
 )
 
+# A store that cannot be reached is a 503 with Retry-After (contract), not a 500.
+DEPENDENCY_DOWN: tuple[type[Exception], ...] = (
+    OSError,  # ConnectionRefusedError, TimeoutError, socket.gaierror from asyncpg's connect
+    DBConnectionError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    redis_exc.ConnectionError,
+    redis_exc.TimeoutError,
+)
+DEPENDENCY_RETRY_AFTER_S = 5
+
 _encode = msgspec.json.Encoder().encode
 
 
@@ -119,11 +135,26 @@ def error_response(
     if details:
         body["details"] = details
     return HTTPResponse(
-        _encode(body), status=status, headers=headers, content_type="application/json"
+        _encode(body),
+        status=status,
+        headers=dict(headers) if headers else None,
+        content_type="application/json",
     )
 
 
-def _sanic_error(exc: sanic_exc.SanicException) -> HTTPResponse:
+def _allowed_methods(request: Request) -> str:
+    """Methods routed for this path (sanic-routing leaves them out for dynamic paths)."""
+    allowed = []
+    for method in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"):
+        try:
+            request.app.router.get(request.path, method, request.headers.get("host"))
+        except sanic_exc.SanicException:
+            continue
+        allowed.append(method)
+    return ", ".join(allowed)
+
+
+def _sanic_error(request: Request, exc: sanic_exc.SanicException) -> HTTPResponse:
     status = int(exc.status_code)
     code = next((c for cls, c in _SANIC_CODES if isinstance(exc, cls)), None)
     if code is None:
@@ -131,6 +162,8 @@ def _sanic_error(exc: sanic_exc.SanicException) -> HTTPResponse:
     headers = {k: str(v) for k, v in (exc.headers or {}).items()}
     if isinstance(exc, sanic_exc.MethodNotAllowed):
         message = f"Method {exc.method} not allowed for this URL"
+        if not any(name.lower() == "allow" for name in headers):
+            headers["Allow"] = _allowed_methods(request)
     elif isinstance(exc, sanic_exc.NotFound):
         message = "No route matches this URL"
     elif isinstance(exc, sanic_exc.PayloadTooLarge):
@@ -147,9 +180,17 @@ async def handle(request: Request, exc: Exception) -> HTTPResponse:
             exc.code, exc.message, exc.status, details=exc.details, headers=exc.headers
         )
     if isinstance(exc, sanic_exc.SanicException) and int(exc.status_code) < 500:
-        return _sanic_error(exc)
+        return _sanic_error(request, exc)
     if isinstance(exc, sanic_exc.ServiceUnavailable):
-        return _sanic_error(exc)
+        return _sanic_error(request, exc)
+    if isinstance(exc, DEPENDENCY_DOWN):
+        log.warning("dependency unavailable on %s %s: %r", request.method, request.path, exc)
+        return error_response(
+            "service_unavailable",
+            "A backing service is unavailable, retry later",
+            503,
+            headers={"Retry-After": str(DEPENDENCY_RETRY_AFTER_S)},
+        )
     log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exc)
     return error_response("internal_error", "Internal server error", 500)
 

@@ -14,5 +14,7 @@ def setup_logging(level: str) -> None:
     for name in OWN_LOGGERS:
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
-        logger.setLevel(level if name == "myashes" else max(logging.INFO, logging.getLevelName(level)))
+        logger.setLevel(
+            level if name == "myashes" else max(logging.INFO, logging.getLevelName(level))
+        )
         logger.propagate = False

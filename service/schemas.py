@@ -20,6 +20,7 @@ _RACE_DOC = "One of " + ", ".join(RACES) + " (case-insensitive)."
 Archetype = Annotated[str, Meta(max_length=32, description=_ARCHETYPE_DOC)]
 Race = Annotated[str, Meta(max_length=32, description=_RACE_DOC)]
 BuildId = Annotated[str, Meta(pattern=r"^b_[0-9a-f]{8}$")]
+MAX_PAGE = 2**31 - 1
 
 
 def _raise(problems: list[Problem]) -> None:
@@ -28,8 +29,12 @@ def _raise(problems: list[Problem]) -> None:
         raise ValidationFailed(f"{first['field']}: {first['problem']}", details=problems)
 
 
-def _key(value: str, field: str, allowed: tuple[str, ...] | dict[str, str], problems: list[Problem],
-         ) -> str:
+def _key(
+    value: str,
+    field: str,
+    allowed: tuple[str, ...] | dict[str, str],
+    problems: list[Problem],
+) -> str:
     key = value.strip().lower()
     if key not in allowed:
         problems.append({"field": field, "problem": f"unknown value {value!r}"})
@@ -78,7 +83,7 @@ class BuildCreate(Struct, kw_only=True):
 
 class BuildPatch(Struct, kw_only=True, forbid_unknown_fields=True):
     name: Annotated[str, Meta(description="1-100 characters after trimming")] | UnsetType = UNSET
-    description: Annotated[str, Meta(max_length=2000)] | None | UnsetType = UNSET
+    description: Annotated[str, Meta(max_length=2000)] | UnsetType | None = UNSET
     is_public: bool | UnsetType = UNSET
 
     def check(self) -> None:
@@ -98,7 +103,8 @@ class BuildPatch(Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class BuildListQuery(Struct, kw_only=True):
-    page: Annotated[int, Meta(ge=1)] = 1
+    # Bounded so (page - 1) * limit always fits Postgres' OFFSET (bigint).
+    page: Annotated[int, Meta(ge=1, le=MAX_PAGE)] = 1
     limit: Annotated[int, Meta(ge=1, le=100)] = 20
     class_name: Annotated[str, Meta(min_length=1, max_length=100)] | None = None
     primary_archetype: Archetype | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 
-from sanic import HTTPResponse
+from sanic.response import BaseHTTPResponse
 
 from service.ctx import ApiRequest, App
 
@@ -36,9 +36,9 @@ def session_was_sent(request: ApiRequest) -> bool:
     return request.ctx.session_sent
 
 
-async def _echo_session(request: ApiRequest, response: HTTPResponse) -> None:
+async def _echo_session(request: ApiRequest, response: BaseHTTPResponse) -> None:
     response.headers[HEADER] = session_of(request)
 
 
 def register(app: App) -> None:
-    app.on_response(_echo_session, priority=100)
+    app.middleware(_echo_session, "response", priority=100)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from functools import cache
 from typing import Any, TypeVar
 
 import msgspec
+from sanic.asgi import ASGIApp
+from sanic.exceptions import PayloadTooLarge
+from sanic_routing import Route
 
-from service.ctx import ApiRequest
+from service.ctx import ApiRequest, App
 from service.errors import Problem, ValidationFailed
 
 T = TypeVar("T")
@@ -66,9 +68,15 @@ def _check_text(value: Any, path: str) -> None:
             _check_text(getattr(value, name), name)
 
 
-@cache
+_DECODERS: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+
+
 def _decoder(model: type[T]) -> msgspec.json.Decoder[T]:
-    return msgspec.json.Decoder(model)
+    """One decoder per model, built on first use."""
+    decoder = _DECODERS.get(model)
+    if decoder is None:
+        decoder = _DECODERS[model] = msgspec.json.Decoder(model)
+    return decoder
 
 
 def decode_body(request: ApiRequest, model: type[T]) -> T:
@@ -78,9 +86,11 @@ def decode_body(request: ApiRequest, model: type[T]) -> T:
     if not body:
         raise ValidationFailed.field("body", "a JSON object is required")
     try:
-        value = _decoder(model).decode(body)
+        value: T = _decoder(model).decode(body)
     except msgspec.MsgspecError as exc:
         raise fail(exc) from None
+    except UnicodeDecodeError:  # msgspec raises this, not a MsgspecError, for bad UTF-8
+        raise ValidationFailed.field("body", "JSON is malformed: invalid UTF-8") from None
     if b"\\u" in body:  # NUL and surrogates can only arrive escaped; skip the walk otherwise
         _check_text(value, "body")
     check = getattr(value, "check", None)
@@ -101,3 +111,29 @@ def parse_query(request: ApiRequest, model: type[T]) -> T:
     if check is not None:
         check()
     return value
+
+
+async def limit_body(request: ApiRequest, route: Route, **_: Any) -> None:
+    """Reject bodies over REQUEST_MAX_SIZE before they are buffered (413 payload_too_large).
+
+    Sanic's own HTTP server enforces the limit while reading; under ASGI it does not, so the
+    declared Content-Length is checked here and a streamed (chunked) body is read with a cap.
+    """
+    limit = request.app.config.REQUEST_MAX_SIZE
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge("Request body exceeds the size limit")
+    stream = request.stream
+    if isinstance(stream, ASGIApp) and stream.request_body and not route.extra.ignore_body:
+        chunks, size = [], 0
+        async for chunk in stream:
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge("Request body exceeds the size limit")
+            chunks.append(chunk)
+        request.body = b"".join(chunks)
+
+
+def register(app: App) -> None:
+    # After routing (404/405 first), before Sanic buffers the body for the handler.
+    app.add_signal(limit_body, "http.routing.after")

@@ -21,13 +21,19 @@ from service import db
 from service.app import create_app
 from service.config import Settings
 from service.ctx import App
+from tests.apps import serving
 
 Sanic.test_mode = True
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = (
-    "builds", "build_votes", "feedback", "search_events", "search_rollups",
-    "search_rollup_sessions", "flush_log",
+    "builds",
+    "build_votes",
+    "feedback",
+    "search_events",
+    "search_rollups",
+    "search_rollup_sessions",
+    "flush_log",
 )
 
 
@@ -92,9 +98,9 @@ def make_settings(stores: Stores, **overrides: Any) -> Settings:
 
 
 @pytest.fixture
-def settings_overrides() -> dict[str, Any]:
+def settings_overrides(request: pytest.FixtureRequest) -> dict[str, Any]:
     """Override in a test module or with @pytest.mark.parametrize(indirect=True)."""
-    return {}
+    return dict(getattr(request, "param", {}))
 
 
 @pytest.fixture
@@ -129,3 +135,16 @@ async def valkey(stores: Stores) -> AsyncIterator[Redis]:
         yield client
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+async def failing_client(stores: Stores) -> AsyncIterator[httpx.AsyncClient]:
+    """A client for an app with one extra test-only route that raises (an unexpected 500)."""
+    application = create_app(make_settings(stores))
+
+    async def boom(request: Any) -> None:
+        raise RuntimeError("secret internals: /srv/app/service/builds.py line 42")
+
+    application.add_route(boom, "/test/boom", methods=["GET", "POST"])
+    async with serving(application) as client:
+        yield client

@@ -40,7 +40,7 @@ class ServerProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = ROOT / ".data" / f"server-{self.port}.log"
 
-    def start(self, timeout_s: float = 30.0) -> ServerProcess:
+    def start(self, timeout_s: float = 30.0, ready_path: str = "/health/ready") -> ServerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
@@ -56,7 +56,7 @@ class ServerProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log()}")
             try:
-                if httpx.get(f"{self.base_url}/health/ready", timeout=1).status_code == 200:
+                if httpx.get(f"{self.base_url}{ready_path}", timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass

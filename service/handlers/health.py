@@ -21,7 +21,7 @@ async def _timed(probe: Any) -> dict[str, Any]:
     start = time.perf_counter()
     try:
         await asyncio.wait_for(probe, CHECK_TIMEOUT_S)
-    except Exception as exc:  # noqa: BLE001 - any failure means "down" for a probe
+    except Exception as exc:  # any failure means "down" for a probe
         return {"ok": False, "latency_ms": None, "error": type(exc).__name__}
     return {"ok": True, "latency_ms": round((time.perf_counter() - start) * 1000, 2)}
 

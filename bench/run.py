@@ -1,0 +1,240 @@
+"""`make bench`: the service under wrk on 127.0.0.1, every figure next to its ceiling.
+
+Starts the stores (embedded unless DATABASE_URL/VALKEY_URL are set; with them set, the bench
+TRUNCATEs the service's tables: point it at a scratch database), seeds builds, runs the
+server with 1 and 2 workers (rate limits off, /_bench/noop on) and prints one table.
+Writes bench/results/latest.md and latest.json. BENCH_DURATION (seconds, default 20) and
+BENCH_CONNECTIONS (default 64) bound the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import flushpath, stores  # noqa: E402
+from tests.server import ServerProcess  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+LUA = ROOT / "bench" / "lua"
+DURATION = int(os.environ.get("BENCH_DURATION", "20"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
+IDS_FILE = RESULTS / "ids.tmp"
+
+
+@dataclass
+class Result:
+    workers: int
+    scenario: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    ratio: float | None = None  # vs the matching no-op ceiling of the same run
+
+
+def find_wrk() -> str:
+    wrk = shutil.which("wrk")
+    if wrk is None and shutil.which("apt-get") and os.geteuid() == 0:
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "wrk"], check=True, stdout=subprocess.DEVNULL
+        )
+        wrk = shutil.which("wrk")
+    if wrk is None:
+        raise SystemExit("wrk not found: install it (Debian: apt-get install wrk)")
+    return wrk
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    assert match, text
+    return float(match[1]) * _UNITS[match[2]]
+
+
+def run_wrk(
+    wrk: str, url: str, script: str | None, duration: int
+) -> tuple[float, float, float, int]:
+    cmd = [wrk, "-t2", f"-c{CONNECTIONS}", f"-d{duration}s", "--latency", url]
+    if script:
+        cmd[1:1] = ["-s", str(LUA / script)]
+    out = subprocess.run(
+        cmd,
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BENCH_IDS": str(IDS_FILE)},
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M)[1])  # type: ignore[index]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M)[1])  # type: ignore[index]
+    errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
+    errors += sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    return rps, p50, p99, errors
+
+
+SCENARIOS = [
+    # (name, path, lua script, ceiling it is compared with)
+    ("no-op GET (ceiling)", "/_bench/noop", None, None),
+    ("no-op POST (ceiling)", "/_bench/noop", "post_noop.lua", None),
+    ("POST /analytics/search", "/", "post_search.lua", "no-op POST (ceiling)"),
+    ("POST /builds/{id}/vote", "/", "vote.lua", "no-op POST (ceiling)"),
+    ("GET /builds/{id}", "/", "get_build.lua", "no-op GET (ceiling)"),
+    (
+        "GET /builds (page 1, filters)",
+        "/api/v1/builds?page=1&limit=20&primary_archetype=tank&sort=rating",
+        None,
+        "no-op GET (ceiling)",
+    ),
+    (
+        "GET /analytics/popular-queries",
+        "/api/v1/analytics/popular-queries",
+        None,
+        "no-op GET (ceiling)",
+    ),
+]
+
+
+def rss_mb(server: ServerProcess) -> list[float]:
+    """RSS of each worker process (children of the main process), in MB."""
+    assert server.process is not None
+    out = subprocess.run(
+        ["ps", "--ppid", str(server.process.pid), "-o", "rss=,args="],
+        capture_output=True,
+        text=True,
+    ).stdout
+    return [
+        round(int(line.split()[0]) / 1024, 1)
+        for line in out.splitlines()
+        if "spawn_main" in line and "resource_tracker" not in line
+    ]
+
+
+def bench_workers(
+    wrk: str, db_url: str, valkey_url: str, workers: int
+) -> tuple[list[Result], list[float]]:
+    env = {"BENCH_ENDPOINTS": "true", "FLUSH_INTERVAL_S": "1", "LOG_LEVEL": "WARNING"}
+    results: dict[str, Result] = {}
+    server = ServerProcess(db_url, valkey_url, workers=workers, **env).start()
+    try:
+        for name, path, script, _ in SCENARIOS:
+            run_wrk(wrk, server.base_url + path, script, 2)  # warm-up
+            rps, p50, p99, errors = run_wrk(wrk, server.base_url + path, script, DURATION)
+            results[name] = Result(workers, name, rps, p50, p99, errors)
+            print(
+                f"  {workers}w {name:36s} {rps:9.0f} req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms"
+                f"  errors {errors}",
+                flush=True,
+            )
+        rss = rss_mb(server)
+    finally:
+        server.terminate()
+        server.wait(60)
+    server = ServerProcess(
+        db_url, valkey_url, workers=workers, ANALYTICS_WRITE_THROUGH="true", **env
+    ).start()
+    try:
+        name = "POST /analytics/search write-through"
+        run_wrk(wrk, server.base_url + "/", "post_search.lua", 2)
+        rps, p50, p99, errors = run_wrk(wrk, server.base_url + "/", "post_search.lua", DURATION)
+        results[name] = Result(workers, name, rps, p50, p99, errors)
+        print(
+            f"  {workers}w {name:36s} {rps:9.0f} req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms"
+            f"  errors {errors}",
+            flush=True,
+        )
+    finally:
+        server.terminate()
+        server.wait(60)
+    for name, _, _, ceiling in SCENARIOS:
+        if ceiling:
+            results[name].ratio = results[name].rps / results[ceiling].rps
+    results["POST /analytics/search write-through"].ratio = (
+        results["POST /analytics/search write-through"].rps / results["no-op POST (ceiling)"].rps
+    )
+    return list(results.values()), rss
+
+
+def render(results: list[Result], rss: dict[int, list[float]], flush: dict[str, float]) -> str:
+    lines = [
+        f"# Benchmark — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        "",
+        f"wrk -t2 -c{CONNECTIONS} -d{DURATION}s against 127.0.0.1; {os.cpu_count()} cores "
+        f"({platform.machine()}), rate limits off. Ratio = req/s / the no-op ceiling of the "
+        "same server in the same run (GET paths vs no-op GET, write paths vs no-op POST).",
+        "",
+        "| workers | scenario | req/s | p50 ms | p99 ms | errors | ratio to ceiling |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        ratio = f"{r.ratio:.0%}" if r.ratio is not None else "—"
+        lines.append(
+            f"| {r.workers} | {r.scenario} | {r.rps:,.0f} | {r.p50_ms:.2f} | "
+            f"{r.p99_ms:.2f} | {r.errors} | {ratio} |"
+        )
+    for workers in sorted(rss):
+        by = {r.scenario: r for r in results if r.workers == workers}
+        buffered, through = by["POST /analytics/search"], by["POST /analytics/search write-through"]
+        lines.append("")
+        lines.append(
+            f"* {workers} worker(s): buffered analytics = {buffered.rps / through.rps:.1f}x "
+            f"write-through; RSS per worker after the run: {rss[workers]} MB"
+        )
+    lines += [
+        "",
+        f"* Flush path alone (in-process, {flush['events']:,.0f} events, realistic mix): "
+        f"{flush['events_per_s']:,.0f} events/s into Postgres, "
+        f"{flush['statements_per_10k']:.1f} SQL statements per 10k events.",
+        f"* RSS of one worker with a full analytics buffer (Postgres unreachable, "
+        f"{flush['full_buffer_events']:,} events buffered): {flush['full_buffer_rss_mb']} MB.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    wrk = find_wrk()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with stores.prepared(IDS_FILE) as (db_url, valkey_url):
+        flush = asyncio.run(flushpath.measure(db_url))
+        flush.update(flushpath.full_buffer_rss(valkey_url))
+        all_results: list[Result] = []
+        rss: dict[int, list[float]] = {}
+        for workers in (1, 2):
+            print(f"{workers} worker(s):", flush=True)
+            asyncio.run(stores.reset(db_url, IDS_FILE, valkey_url))
+            results, rss[workers] = bench_workers(wrk, db_url, valkey_url, workers)
+            all_results += results
+    text = render(all_results, rss, flush)
+    (RESULTS / "latest.md").write_text(text)
+    (RESULTS / "latest.json").write_text(
+        json.dumps(
+            {
+                "results": [asdict(r) for r in all_results],
+                "rss_mb": rss,
+                "flush": flush,
+                "duration_s": DURATION,
+                "connections": CONNECTIONS,
+            },
+            indent=2,
+        )
+    )
+    print()
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Stores for the benchmark: embedded (default) or the given URLs; seeded builds."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import asyncpg
+from redis.asyncio import Redis
+
+from service import db
+from service.gamedata import ARCHETYPES, RACES, class_for
+
+ROOT = Path(__file__).resolve().parent.parent
+TABLES = (
+    "builds, build_votes, feedback, search_events, search_rollups, search_rollup_sessions, "
+    "flush_log"
+)
+SEED_BUILDS = 2000
+
+
+@contextmanager
+def prepared(ids_file: Path) -> Iterator[tuple[str, str]]:
+    """(database_url, valkey_url), migrated; embedded servers live for the block."""
+    database_url = os.environ.get("DATABASE_URL")
+    valkey_url = os.environ.get("VALKEY_URL")
+    servers = None
+    if not database_url or not valkey_url:
+        from service import embedded
+
+        servers = embedded.start(ROOT / ".data", database="myashes_bench")
+        database_url, valkey_url = servers.database_url, servers.valkey_url
+    try:
+        import asyncio
+
+        asyncio.run(db.migrate(database_url))
+        yield database_url, valkey_url
+    finally:
+        if servers is not None:
+            servers.stop()
+
+
+async def reset(database_url: str, ids_file: Path, valkey_url: str | None = None) -> None:
+    """Empty the service's tables and seed SEED_BUILDS public builds; ids go to ids_file."""
+    rng = random.Random(42)
+    rows = []
+    for i in range(SEED_BUILDS):
+        primary, secondary = rng.choice(ARCHETYPES), rng.choice(ARCHETYPES)
+        rows.append(
+            (
+                f"b_{i:08x}",
+                f"Bench build {i}",
+                "seeded for the benchmark",
+                primary,
+                secondary,
+                class_for(primary, secondary),
+                rng.choice(list(RACES)),
+            )
+        )
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+        await conn.executemany(
+            "INSERT INTO builds (build_id, name, description, primary_archetype, "
+            "secondary_archetype, class_name, race, is_public, is_template, rating_sum, "
+            "vote_count, created_at, updated_at) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, true, false, 0, 0, now(), now())",
+            rows,
+        )
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+    ids_file.write_text("\n".join(r[0] for r in rows) + "\n")
+    if valkey_url:
+        client = Redis.from_url(valkey_url)
+        try:
+            await client.flushdb()
+        finally:
+            await client.aclose()
