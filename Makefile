@@ -46,3 +46,12 @@ seed: setup
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache
+
+## deploy-check: offline deployment checks (hadolint, kubernetes-validate, budgets, entrypoint)
+.PHONY: deploy-check
+deploy-check: setup
+	$(PY) -m pytest $(wildcard tests/test_deploy_*.py) $(PYTEST_ARGS)
+
+## bench: wrk against 127.0.0.1, 1 and 2 workers, ratios to the no-op ceiling (BENCH_DURATION=20)
+bench: setup
+	$(PY) -m bench.run

