@@ -10,8 +10,10 @@ in Python: totals always come from the votes table.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,22 +54,36 @@ SELECT build_id, is_public OR is_template AS listed, owner_session
 FROM builds WHERE build_id = ANY($1::text[])
 ORDER BY build_id FOR NO KEY UPDATE
 """
-_INSERT_SQL = """
-INSERT INTO build_votes (build_id, session_id, rating, created_at)
-SELECT build_id, session_id, rating, now()
-FROM unnest($1::text[], $2::text[], $3::int2[]) AS t(build_id, session_id, rating)
-ORDER BY build_id, session_id
-ON CONFLICT (build_id, session_id) DO NOTHING
-RETURNING build_id, session_id
-"""
-_RECOMPUTE_SQL = """
-UPDATE builds b SET rating_sum = v.rating_sum, vote_count = v.vote_count
-FROM (
+# Insert the batch and recount the touched builds in one statement. The statement's snapshot
+# holds every committed vote of these builds (their rows are locked by _LOCK_SQL, and every
+# vote writer takes that lock before inserting), but not the rows `ins` adds, so the recount
+# is: votes in the table + votes this statement inserted.
+_INSERT_AND_RECOUNT_SQL = """
+WITH ins AS (
+    INSERT INTO build_votes (build_id, session_id, rating, created_at)
+    SELECT build_id, session_id, rating, now()
+    FROM unnest($1::text[], $2::text[], $3::int2[]) AS t(build_id, session_id, rating)
+    ORDER BY build_id, session_id
+    ON CONFLICT (build_id, session_id) DO NOTHING
+    RETURNING build_id, session_id, rating
+), added AS (
     SELECT build_id, sum(rating)::int AS rating_sum, count(*)::int AS vote_count
-    FROM build_votes WHERE build_id = ANY($1::text[]) GROUP BY build_id
-) v
-WHERE b.build_id = v.build_id
-RETURNING b.build_id, b.rating_sum, b.vote_count
+    FROM ins GROUP BY build_id
+), totals AS (
+    -- LATERAL: one index-only scan of build_votes_tally_idx per touched build
+    SELECT a.build_id, a.rating_sum + t.rating_sum AS rating_sum,
+           a.vote_count + t.vote_count AS vote_count
+    FROM added a CROSS JOIN LATERAL (
+        SELECT coalesce(sum(v.rating), 0)::int AS rating_sum, count(*)::int AS vote_count
+        FROM build_votes v WHERE v.build_id = a.build_id
+    ) t
+), recount AS (
+    UPDATE builds b SET rating_sum = t.rating_sum, vote_count = t.vote_count
+    FROM totals t WHERE b.build_id = t.build_id
+    RETURNING b.build_id, b.rating_sum, b.vote_count
+)
+SELECT i.build_id, i.session_id, r.rating_sum, r.vote_count
+FROM ins i JOIN recount r USING (build_id)
 """
 
 _TALLIES_SQL = (
@@ -93,12 +109,18 @@ class VoteAggregator(BatchingActor[PendingVote, list[PendingVote]]):
         *,
         max_batch: int,
         max_pending: int = 100_000,
+        max_inflight: int = 2,
         interval_s: float = 1.0,
     ) -> None:
         super().__init__(interval_s=interval_s, max_items=max_pending)
         self._db = db
         self._valkey = valkey
         self.max_batch = max_batch
+        # Batches committing at once: while one waits on Postgres the next is being built.
+        # Safe: every batch locks builds in sorted id order, so they cannot deadlock.
+        self.max_inflight = max_inflight
+        self._commits: set[asyncio.Task[None]] = set()
+        self._committing = 0  # votes in batches being committed
         self.statements = 0
         self._unprojected: set[str] = set()  # builds whose Valkey projection failed
         # Newest tallies waiting for Valkey; one projector task drains them in commit order,
@@ -114,32 +136,76 @@ class VoteAggregator(BatchingActor[PendingVote, list[PendingVote]]):
         self._wake()
         return await future
 
-    def _batch_limit(self) -> int:
-        return min(len(self._buffer), self.max_batch)
+    @property
+    def depth(self) -> int:
+        return len(self._buffer) + self._committing
 
     def _make_batch(self, items: list[PendingVote]) -> list[PendingVote]:
         return items
 
-    async def flush(self) -> int:
-        """As BatchingActor.flush, but a failed batch fails its waiters instead of retrying:
-        a vote is never answered before it is durable, and never silently kept."""
+    async def _run(self) -> None:
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), self.interval_s)
+            self._wakeup.clear()
+            self._dispatch()
+            if self._unprojected and not self._commits:
+                try:
+                    await self._heal()
+                except Exception as exc:  # Postgres down: healed on a later tick
+                    log.warning("rating projection heal failed: %s", exc)
+
+    def _dispatch(self) -> None:
+        """Start commits for pending votes, up to max_inflight batches at once."""
+        loop = asyncio.get_running_loop()
+        while self._buffer and len(self._commits) < self.max_inflight:
+            batch = self._buffer[: self.max_batch]
+            del self._buffer[: self.max_batch]
+            self._committing += len(batch)
+            task = loop.create_task(self._commit(batch))
+            self._commits.add(task)
+            task.add_done_callback(self._committed)
+
+    def _committed(self, task: asyncio.Task[None]) -> None:
+        self._commits.discard(task)
+        self._wake()  # votes that arrived meanwhile form the next batch
+
+    async def _commit(self, batch: list[PendingVote]) -> None:
+        """One group commit. A failed batch fails its waiters (503), it is never retried:
+        a vote is answered only once it is durable, and never silently kept."""
+        started = time.perf_counter()
         try:
-            written = await super().flush()
-        except BaseException as exc:
-            batch, self._inflight, self._inflight_items = self._inflight, None, 0
-            for vote in batch or ():
+            await self._write(batch)
+        except Exception as exc:
+            self.stats.failures += 1
+            self._record(time.perf_counter() - started, 0, ok=False)
+            log.warning("vote batch of %d failed: %s: %s", len(batch), type(exc).__name__, exc)
+            for vote in batch:
                 if not vote.future.done():
-                    vote.future.set_exception(
-                        exc if isinstance(exc, Exception) else RuntimeError("vote aborted")
-                    )
-            raise
+                    vote.future.set_exception(exc)
+        else:
+            self.stats.flushed += len(batch)
+            self.stats.last_success = time.monotonic()
+            self._record(time.perf_counter() - started, len(batch), ok=True)
+        finally:
+            self._committing -= len(batch)
+
+    async def flush(self) -> int:
+        """Commit everything pending and wait for it; then project and heal. Returns the
+        number of votes committed by this call's batches."""
+        before = self.stats.flushed
+        while self._buffer or self._commits:
+            self._dispatch()
+            if self._commits:
+                await asyncio.wait(set(self._commits))
+        if self.stats.last_success is None:
+            self.stats.last_success = time.monotonic()
         if self._projector is not None:
-            # Projections of what was just committed, then heal; shielded so a cancelled
-            # flush never cancels the projector.
+            # Shielded so that a cancelled flush never cancels the projector.
             await asyncio.shield(self._projector)
         if self._unprojected:
             await self._heal()
-        return written
+        return self.stats.flushed - before
 
     async def _write(self, batch: list[PendingVote]) -> None:
         # First submission per (build, session) goes to SQL; repeats in the batch are 409s.
@@ -154,22 +220,16 @@ class VoteAggregator(BatchingActor[PendingVote, list[PendingVote]]):
             access = {r["build_id"]: (r["listed"], r["owner_session"]) for r in locked}
             live = [v for v in unique if _may_vote(access.get(v.build_id), v.session_id)]
             visible = {(v.build_id, v.session_id) for v in live}
-            inserted = {
-                (r["build_id"], r["session_id"])
-                for r in await conn.fetch(
-                    _INSERT_SQL,
-                    [v.build_id for v in live],
-                    [v.session_id for v in live],
-                    [v.rating for v in live],
-                    timeout=STATEMENT_TIMEOUT_S,
-                )
-            }
-            touched = sorted({build_id for build_id, _ in inserted})
-            tallies: dict[str, tuple[int, int]] = {}
-            if touched:
-                rows = await conn.fetch(_RECOMPUTE_SQL, touched, timeout=STATEMENT_TIMEOUT_S)
-                tallies = {r["build_id"]: (r["rating_sum"], r["vote_count"]) for r in rows}
-            self.statements += 5 + bool(touched)
+            rows = await conn.fetch(
+                _INSERT_AND_RECOUNT_SQL,
+                [v.build_id for v in live],
+                [v.session_id for v in live],
+                [v.rating for v in live],
+                timeout=STATEMENT_TIMEOUT_S,
+            )
+            self.statements += 4  # BEGIN, lock, insert + recount, COMMIT
+        inserted = {(r["build_id"], r["session_id"]) for r in rows}
+        tallies = {r["build_id"]: (r["rating_sum"], r["vote_count"]) for r in rows}
         self._answer(batch, first, visible, inserted, tallies)
         if tallies:
             self._to_project.update(tallies)

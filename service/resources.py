@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 
 from redis.asyncio import Redis
 
 from aggregators.popular import PopularQueries
 from aggregators.search import SearchAggregator
 from aggregators.votes import VoteAggregator
-from service import db
+from service import db, observe
 from service.config import SettingsError
 from service.ctx import App
 
@@ -37,6 +39,8 @@ async def open_resources(app: App) -> None:
             "(embedded servers) or set both"
         )
     stack = ctx.stack
+    # Pushed first, so it runs last: after the final flush (metrics, summary line).
+    stack.callback(observe.worker_stopped, ctx)
     ctx.db = await db.open_orm(
         settings.database_url, pool_min=settings.db_pool_min, pool_max=settings.db_pool_max
     )
@@ -55,6 +59,7 @@ async def open_resources(app: App) -> None:
         aggregator.start()
         # Final flush on stop, before the stores close (the stack unwinds in reverse).
         stack.push_async_callback(aggregator.stop, settings.final_flush_timeout_s)
+    observe.worker_started(ctx)
     log.info("worker resources open")
 
 
@@ -67,7 +72,30 @@ async def close_resources(app: App) -> None:
     log.info("worker resources closed")
 
 
+def _stop_once(app: App) -> None:
+    """First SIGINT/SIGTERM starts the graceful stop; repeats are ignored.
+
+    Ctrl-C in a terminal signals the whole process group, and the main process then signals
+    each worker again: Sanic's own handler would stop the loop a second time, in the middle
+    of the final flush, and lose the buffered events.
+    """
+    if app.ctx.shutting_down:
+        log.info("stop already in progress: signal ignored so the final flush can finish")
+        return
+    app.ctx.shutting_down = True
+    app.stop(terminate=False)
+
+
+async def guard_signals(app: App) -> None:
+    if app.asgi:  # the ASGI server (and the test harness) owns signals there
+        return
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, _stop_once, app)
+
+
 def register(app: App) -> None:
     app.before_server_start(open_resources)
+    app.after_server_start(guard_signals)
     app.before_server_stop(mark_shutting_down)
     app.after_server_stop(close_resources)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import signal
 import time
 from collections.abc import Iterator
 
@@ -145,3 +147,20 @@ async def test_sigterm_under_load_persists_every_acknowledged_event(
     persisted = await _count(stores, "SELECT count(*) FROM search_events")
     assert persisted == acked, f"acked {acked}, persisted {persisted}\n{server.log()}"
     assert await _count(stores, "SELECT coalesce(sum(count), 0) FROM search_rollups") == acked
+
+
+async def test_ctrl_c_to_the_process_group_persists_every_event(
+    server: ServerProcess, stores: Stores
+):
+    """A terminal's Ctrl-C signals every process: workers must still finish the final flush."""
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as c:
+        for i in range(50):
+            r = await c.post(
+                "/api/v1/analytics/search",
+                json={"query": f"ctrl c {i}", "search_mode": "deep", "result_count": 0},
+            )
+            assert r.status_code == 201
+    assert server.process is not None
+    os.killpg(server.process.pid, signal.SIGINT)
+    assert await asyncio.to_thread(server.wait, EXIT_BUDGET_S) == 0, server.log()
+    assert await _count(stores, "SELECT count(*) FROM search_events") == 50

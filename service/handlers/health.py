@@ -8,8 +8,9 @@ from typing import Any
 
 from sanic import Blueprint, HTTPResponse
 
-from service import __version__
-from service.ctx import ApiRequest, Ctx
+from service import __version__, metrics, schemas
+from service.ctx import ApiRequest, App, Ctx
+from service.docs import doc
 from service.errors import ServiceUnavailable
 from service.responses import json_response
 
@@ -44,9 +45,17 @@ def aggregator_status(ctx: Ctx) -> dict[str, Any]:
     }
 
 
+@doc(
+    operation_id="health",
+    summary="Dependency checks: ok, degraded (Valkey down) or down (Postgres down, 503)",
+    ok=(200, schemas.Health),
+    bodies={503: schemas.Health},
+    limited=False,
+)
 async def health(request: ApiRequest) -> HTTPResponse:
     ctx = request.app.ctx
     postgres, valkey = await asyncio.gather(check_postgres(ctx), check_valkey(ctx))
+    metrics.dependencies_checked({"postgres": postgres, "valkey": valkey})
     status = "ok" if postgres["ok"] and valkey["ok"] else "degraded" if postgres["ok"] else "down"
     body = {
         "status": status,
@@ -57,14 +66,41 @@ async def health(request: ApiRequest) -> HTTPResponse:
     return json_response(body, 503 if status == "down" else 200)
 
 
+@doc(
+    operation_id="liveness",
+    summary="200 while the process serves",
+    ok=(200, schemas.Status),
+    limited=False,
+)
 async def live(request: ApiRequest) -> HTTPResponse:
     return json_response({"status": "ok"})
+
+
+@doc(
+    operation_id="readiness",
+    summary="503 while Postgres is unreachable or the worker is shutting down",
+    ok=(200, schemas.Status),
+    limited=False,
+)
+def all_workers_started(app: App) -> bool:
+    """True once every server worker of this process has acknowledged its start.
+
+    Until then a pod must not take traffic: Sanic's main process is still waiting for the
+    acks, and a SIGTERM in that window ends with it killing workers that may hold events.
+    """
+    multiplexer = getattr(app, "multiplexer", None)
+    if multiplexer is None:  # ASGI, or a single process without the worker manager
+        return True
+    servers = [state for state in multiplexer.workers.values() if state.get("server")]
+    return bool(servers) and all(state.get("state") == "ACKED" for state in servers)
 
 
 async def ready(request: ApiRequest) -> HTTPResponse:
     ctx = request.app.ctx
     if ctx.shutting_down:
         raise ServiceUnavailable("Worker is shutting down", retry_after=READY_RETRY_S)
+    if not all_workers_started(request.app):
+        raise ServiceUnavailable("Workers are still starting", retry_after=1)
     if not (await check_postgres(ctx))["ok"]:
         raise ServiceUnavailable("PostgreSQL is unreachable", retry_after=READY_RETRY_S)
     return json_response({"status": "ready"})
