@@ -55,3 +55,14 @@ deploy-check: setup
 ## bench: wrk against 127.0.0.1, 1 and 2 workers, ratios to the no-op ceiling (BENCH_DURATION=20)
 bench: setup
 	$(PY) -m bench.run
+
+## drills: fault drills on the real server, 2 workers (SIGTERM, kill -9, Postgres/Valkey down, slow
+## Postgres); DRILLS=sigterm,kill9 to pick, DRILL_OUTAGE_S=30; writes bench/results/drills.md
+drills: setup
+	$(PY) -m bench.drills
+
+## plans: EXPLAIN (ANALYZE, BUFFERS) of the service's SQL on 100k builds / 1M votes / 5M search
+## events, list p99; writes bench/results/plans.md (PLANS_DATABASE_URL, else embedded)
+.PHONY: plans
+plans: setup
+	$(PY) -m bench.plans

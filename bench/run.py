@@ -199,8 +199,9 @@ def render(results: list[Result], rss: dict[int, list[float]], flush: dict[str, 
         f"* Flush path alone (in-process, {flush['events']:,.0f} events, realistic mix): "
         f"{flush['events_per_s']:,.0f} events/s into Postgres, "
         f"{flush['statements_per_10k']:.1f} SQL statements per 10k events.",
-        f"* RSS of one worker with a full analytics buffer (Postgres unreachable, "
-        f"{flush['full_buffer_events']:,} events buffered): {flush['full_buffer_rss_mb']} MB.",
+        f"* RSS of one worker with a full analytics buffer (Postgres unreachable, 480-char "
+        f"queries, {flush['full_buffer_events']:,.0f} events buffered, then "
+        f"{flush['full_buffer_rejected']:,.0f} answered 503): {flush['full_buffer_rss_mb']} MB.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from service import db
 from service.config import Settings, SettingsError
 from service.logs import setup_logging
+from service.metrics_dir import metrics_dir
 
 log = logging.getLogger("myashes")
 
@@ -62,9 +63,10 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
 
-    from service.app import create_app
+    with stores(settings) as ready, metrics_dir(settings):
+        # Imported once PROMETHEUS_MULTIPROC_DIR is set (prometheus_client reads it at import).
+        from service.app import create_app
 
-    with stores(settings) as ready:
         assert ready.database_url is not None
         if settings.embedded or args.migrate:
             asyncio.run(_migrate_and_seed(ready.database_url, seed=True))

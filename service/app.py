@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from sanic import Sanic
 from sanic_ext import Extend
 
-from service import __version__, errors, resources, sessions, validation
+from service import __version__, errors, observe, ratelimit, resources, sessions, validation
 from service.config import Settings
 from service.ctx import ApiRequest, App, Ctx
 from service.handlers import register as register_handlers
+from service.logs import setup_logging
 
 EXPOSED_HEADERS = (
     "X-Session-ID",
@@ -19,6 +19,14 @@ EXPOSED_HEADERS = (
     "X-RateLimit-Limit",
     "X-RateLimit-Remaining",
     "X-RateLimit-Reset",
+    "X-Request-ID",
+)
+
+API_DESCRIPTION = (
+    "Builds, votes, feedback and search analytics for MyAshes.ai. Every response carries "
+    "the session in use in X-Session-ID; every error has the shape {error, message, status"
+    "[, details]}. Rate-limited routes report X-RateLimit-Limit/Remaining/Reset and answer "
+    "429 rate_limited with Retry-After when over a limit."
 )
 
 
@@ -42,9 +50,10 @@ def _configure(app: App, settings: Settings) -> None:
         CORS_MAX_AGE=600,
         CORS_AUTOMATIC_OPTIONS=True,
         # OpenAPI (sanic-ext): on in production too.
-        OAS_TITLE="MyAshes community backend",
-        OAS_VERSION=__version__,
-        OAS_DESCRIPTION="Builds, votes, feedback and search analytics for MyAshes.ai",
+        # sanic-ext reads the document's info from API_* (OAS_* only configures the UI).
+        API_TITLE="MyAshes community backend",
+        API_VERSION=__version__,
+        API_DESCRIPTION=API_DESCRIPTION,
         OAS_URL_PREFIX="/docs",
         OAS_URI_TO_JSON="/openapi.json",
         OAS_UI_DEFAULT="swagger",
@@ -57,13 +66,15 @@ def _configure(app: App, settings: Settings) -> None:
 def create_app(settings: Settings | object | None = None) -> App:
     # `sanic service.app:create_app --factory` calls the factory with its CLI arguments.
     settings = settings if isinstance(settings, Settings) else Settings.from_env()
-    logging.getLogger("myashes").setLevel(settings.log_level)
     request_class: Any = ApiRequest  # Sanic's stub wants Request[..., SimpleNamespace]
     app: App = Sanic("myashes", ctx=Ctx(settings), request_class=request_class)
+    setup_logging(settings.log_level)  # after Sanic(): it configures its own loggers
     _configure(app, settings)
     Extend(app)
     errors.register(app)
     sessions.register(app)
+    observe.register(app)
+    ratelimit.register(app)
     resources.register(app)
     register_handlers(app)
     return app

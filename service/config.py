@@ -10,7 +10,7 @@ import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union, get_args, get_origin, get_type_hints
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 DEFAULT_CORS_ORIGINS = (
     "https://myashes.ai",
@@ -88,6 +88,8 @@ class Settings:
     rate_limit_analytics: int = field(default=60, metadata={"min": 1})
     rate_limit_read: int = field(default=120, metadata={"min": 1})
     rate_limit_ip_multiplier: int = field(default=5, metadata={"min": 1})
+    # Valkey down: limits fail open; a worker asks Valkey again after this many seconds.
+    rate_limit_fail_open_retry_s: float = field(default=2.0, metadata={"min": 0.0})
     trusted_proxies: tuple[str, ...] = ()
     # Observability.
     metrics_enabled: bool = True
@@ -127,7 +129,7 @@ class Settings:
                     f"{_env_name(name)}: required when ENV=production (no embedded servers)"
                 )
             password = urlsplit(url).password
-            if password is not None and password.lower() in PLACEHOLDER_SECRETS:
+            if password is not None and is_placeholder(password):
                 raise SettingsError(
                     f"{_env_name(name)}: placeholder password refused in production"
                 )
@@ -161,6 +163,23 @@ class Settings:
                 continue
             values[f.name] = _parse(_env_name(f.name), raw, hints[f.name])
         return cls(**values)
+
+
+# An unrendered template value: <password>, ${DB_PASSWORD}, {{ .password }}, $PASSWORD.
+_TEMPLATE = re.compile(r"<[^>]*>|\$\{[^}]*\}|\{\{.*\}\}|\$[A-Za-z_]+", re.S)
+
+
+def is_placeholder(password: str) -> bool:
+    """A password that only looks like one: a known placeholder (also with digits or symbols
+    appended, "changeme123"), an unrendered template, or one character repeated."""
+    value = unquote(password).strip()
+    bare = value.lower().rstrip("0123456789!?.#*_-")
+    return (
+        value.lower() in PLACEHOLDER_SECRETS
+        or bare in PLACEHOLDER_SECRETS
+        or _TEMPLATE.fullmatch(value) is not None
+        or len(set(value)) == 1
+    )
 
 
 def mask_url(url: str) -> str:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from aggregators.popular import PopularQueries
     from aggregators.search import SearchAggregator
     from aggregators.votes import VoteAggregator
+    from service.worker_metrics import WorkerMetrics
 
 
 class Ctx:
@@ -35,6 +36,7 @@ class Ctx:
         self.started_at = time.monotonic()
         self.shutting_down = False
         self.stack = AsyncExitStack()
+        self.metrics: WorkerMetrics | None = None  # set per worker when METRICS_ENABLED
 
 
 class RequestCtx(SimpleNamespace):

@@ -10,7 +10,8 @@ AppError subclasses (code → status):
     RateLimited        rate_limited        429  (Retry-After)
     ServiceUnavailable service_unavailable 503  (Retry-After)
 Sanic's own errors map to not_found 404, method_not_allowed 405, payload_too_large 413,
-request_timeout 408, bad_request 400; an unreachable store is service_unavailable 503;
+request_header_fields_too_large 431, request_timeout 408 (headers or body too slow),
+bad_request 400; an unreachable store is service_unavailable 503;
 anything else is a logged internal_error 500.
 """
 
@@ -154,7 +155,26 @@ def _allowed_methods(request: Request) -> str:
     return ", ".join(allowed)
 
 
+def _protocol_error(request: Request, exc: Exception) -> HTTPResponse | None:
+    """Limits Sanic's HTTP server enforces, named for what the client did wrong."""
+    if isinstance(exc, sanic_exc.PayloadTooLarge) and "header" in str(exc).lower():
+        message = "Request line and headers are larger than the limit"
+        return error_response("request_header_fields_too_large", message, 431)
+    # Sanic's response timer also runs while the body arrives: a client that stalls its
+    # body is a 408 (its fault), not a 503 (ours, which would page someone).
+    if (
+        isinstance(exc, sanic_exc.ServiceUnavailable)
+        and str(exc) == "Response Timeout"
+        and getattr(request.stream, "request_body", None)
+    ):
+        return error_response("request_timeout", "Request body not received in time", 408)
+    return None
+
+
 def _sanic_error(request: Request, exc: sanic_exc.SanicException) -> HTTPResponse:
+    protocol = _protocol_error(request, exc)
+    if protocol is not None:
+        return protocol
     status = int(exc.status_code)
     code = next((c for cls, c in _SANIC_CODES if isinstance(exc, cls)), None)
     if code is None:

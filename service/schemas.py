@@ -17,8 +17,14 @@ Period = Literal["day", "week", "month", "all"]
 _ARCHETYPE_DOC = "One of " + ", ".join(ARCHETYPES) + " (case-insensitive)."
 _RACE_DOC = "One of " + ", ".join(RACES) + " (case-insensitive)."
 
-Archetype = Annotated[str, Meta(max_length=32, description=_ARCHETYPE_DOC)]
-Race = Annotated[str, Meta(max_length=32, description=_RACE_DOC)]
+# The documented enums are the lowercase keys; validation (check()) also takes any case.
+Archetype = Annotated[
+    str,
+    Meta(max_length=32, description=_ARCHETYPE_DOC, extra_json_schema={"enum": list(ARCHETYPES)}),
+]
+Race = Annotated[
+    str, Meta(max_length=32, description=_RACE_DOC, extra_json_schema={"enum": list(RACES)})
+]
 BuildId = Annotated[str, Meta(pattern=r"^b_[0-9a-f]{8}$")]
 MAX_PAGE = 2**31 - 1
 
@@ -259,6 +265,37 @@ class PopularQuery(Struct, kw_only=True):
 class PopularQueries(Struct, kw_only=True):
     queries: list[PopularQuery]
     period_days: int
+
+
+# ---- health -------------------------------------------------------------------------------
+
+
+class DependencyCheck(Struct, kw_only=True, omit_defaults=True):
+    ok: bool
+    latency_ms: float | None
+    error: str | None = None
+
+
+class AggregatorStatus(Struct, kw_only=True):
+    buffered: int
+    last_flush_age_s: float | None
+
+
+class HealthChecks(Struct, kw_only=True):
+    postgres: DependencyCheck
+    valkey: DependencyCheck
+    aggregators: AggregatorStatus
+
+
+class Health(Struct, kw_only=True):
+    status: Literal["ok", "degraded", "down"]
+    version: str
+    uptime_seconds: float
+    checks: HealthChecks
+
+
+class Status(Struct, kw_only=True):
+    status: str
 
 
 # ---- errors -------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 sanic-ext's @validate would parse JSON and then convert it again (two passes); DESIGN rule 9
 keeps the hot path to one decode, so bodies are decoded straight into msgspec Structs here.
-The same Structs document the API through sanic-ext's OpenAPI (see service.openapi_docs).
+The same Structs document the API through sanic-ext's OpenAPI (see service.docs).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import msgspec
+import msgspec.inspect
 from sanic.asgi import ASGIApp
 from sanic.exceptions import PayloadTooLarge
 from sanic_routing import Route
@@ -85,12 +86,21 @@ def decode_body(request: ApiRequest, model: type[T]) -> T:
     body = request.body
     if not body:
         raise ValidationFailed.field("body", "a JSON object is required")
+    # msgspec skips the fields a model ignores without checking their UTF-8; check it all
+    # here (isascii() is nearly free, a full decode runs only for non-ASCII bodies).
+    if not body.isascii():
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValidationFailed.field("body", "JSON is malformed: invalid UTF-8") from None
     try:
         value: T = _decoder(model).decode(body)
     except msgspec.MsgspecError as exc:
         raise fail(exc) from None
     except UnicodeDecodeError:  # msgspec raises this, not a MsgspecError, for bad UTF-8
         raise ValidationFailed.field("body", "JSON is malformed: invalid UTF-8") from None
+    except RecursionError:  # ~1000 levels of [[[...]]] or {"a":{"a":...}}, even in ignored fields
+        raise ValidationFailed.field("body", "JSON is nested too deeply") from None
     if b"\\u" in body:  # NUL and surrogates can only arrive escaped; skip the walk otherwise
         _check_text(value, "body")
     check = getattr(value, "check", None)
@@ -99,13 +109,36 @@ def decode_body(request: ApiRequest, model: type[T]) -> T:
     return value
 
 
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_INT_FIELDS: dict[type[Any], frozenset[str]] = {}
+
+
+def _int_fields(model: type[Any]) -> frozenset[str]:
+    """Names of a query model's integer fields (computed once per model)."""
+    names = _INT_FIELDS.get(model)
+    if names is None:
+        info = msgspec.inspect.type_info(model)
+        fields = getattr(info, "fields", ())
+        names = frozenset(f.name for f in fields if isinstance(f.type, msgspec.inspect.IntType))
+        _INT_FIELDS[model] = names
+    return names
+
+
 def parse_query(request: ApiRequest, model: type[T]) -> T:
     """Convert query-string arguments (first value of each) into `model`, or raise 422."""
     args = {key: values[0] for key, values in request.args.items() if values}
+    for key in _int_fields(model) & args.keys():
+        # Lax conversion would also read "5.0" or "1e3" as integers: only digits are.
+        if _INTEGER.fullmatch(args[key]) is None:
+            raise ValidationFailed.field(key, "Expected `int`, got `str`")
     try:
         value = msgspec.convert(args, model, strict=False)
     except msgspec.ValidationError as exc:
         raise fail(exc, root="query") from None
+    for key, raw in args.items():
+        # Lax conversion reads "null" as None for optional fields: a value sent is a value.
+        if getattr(value, key, raw) is None:
+            raise ValidationFailed.field(key, f"Invalid value {raw!r}")
     _check_text(value, "query")
     check: Callable[[], None] | None = getattr(value, "check", None)
     if check is not None:

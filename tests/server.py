@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -81,3 +82,68 @@ class ServerProcess:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
+
+    def worker_pids(self) -> list[int]:
+        """Pids of the live Sanic worker processes (children of the main process).
+
+        The main process also has a multiprocessing resource tracker and Sanic's state
+        manager as children; workers are the ones Sanic started with SANIC_WORKER_NAME
+        Sanic-Server-*.
+        """
+        assert self.process is not None
+        out = subprocess.run(
+            ["ps", "--ppid", str(self.process.pid), "-o", "pid=,stat="],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        pids = []
+        for line in out.splitlines():
+            pid, stat = line.split()
+            if stat.startswith("Z"):
+                continue
+            try:
+                environ = Path(f"/proc/{pid}/environ").read_bytes()
+            except OSError:
+                continue
+            if b"SANIC_WORKER_NAME=Sanic-Server-" in environ:
+                pids.append(int(pid))
+        return sorted(pids)
+
+    def _listen_inode(self) -> str | None:
+        """Inode of the server's listening socket (from /proc/net/tcp)."""
+        port = f"{self.port:04X}"
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[1].endswith(f":{port}") and fields[3] == "0A":  # 0A = LISTEN
+                return fields[9]
+        return None
+
+    def _accepting(self, pid: int, inode: str) -> bool:
+        """True once the worker's event loop polls the listening socket (it serves)."""
+        try:
+            fds = {fd: os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+            listen_fds = {fd for fd, target in fds.items() if target == f"socket:[{inode}]"}
+            for fd, target in fds.items():
+                if target == "anon_inode:[eventpoll]":
+                    info = Path(f"/proc/{pid}/fdinfo/{fd}").read_text()
+                    if any(re.search(rf"^tfd:\s+{lfd}\s", info, re.M) for lfd in listen_fds):
+                        return True
+        except OSError:
+            pass
+        return False
+
+    def wait_workers_ready(self, workers: int, timeout_s: float = 30.0) -> list[int]:
+        """Block until `workers` workers accept connections; returns their pids (Linux only).
+
+        `start()` returns once one worker answers; a signal sent while another worker is
+        still starting can leave that worker (and the server) hanging.
+        """
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            inode = self._listen_inode()
+            ready = [p for p in self.worker_pids() if inode and self._accepting(p, inode)]
+            if len(ready) >= workers:
+                return ready
+            time.sleep(0.05)
+        raise RuntimeError(f"{workers} workers not accepting in {timeout_s}s:\n{self.log()}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sanic import Blueprint
 
 from service.ctx import App
-from service.handlers import analytics, bench, builds, feedback, health, openapi, votes
+from service.handlers import analytics, bench, builds, feedback, health, metrics, openapi, votes
 
 
 def register(app: App) -> None:
@@ -19,5 +19,7 @@ def register(app: App) -> None:
     app.blueprint(api)
     app.blueprint(health.blueprint())
     app.blueprint(openapi.blueprint())
+    if app.ctx.settings.metrics_enabled:
+        app.blueprint(metrics.blueprint())
     if app.ctx.settings.bench_endpoints:
         app.blueprint(bench.blueprint())

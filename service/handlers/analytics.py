@@ -9,7 +9,7 @@ from sanic import Blueprint, HTTPResponse
 
 from aggregators.normalise import normalise_query
 from aggregators.search import SearchEvent
-from service import schemas
+from service import metrics, ratelimit, schemas
 from service.ctx import ApiRequest
 from service.docs import doc
 from service.errors import ServiceUnavailable, ValidationFailed
@@ -29,7 +29,12 @@ BUFFER_FULL_RETRY_S = 5
 _RECORDED = json_response(schemas.Recorded(recorded=True), 201).body
 
 
-@doc(body=schemas.SearchEventIn, ok=(201, schemas.Recorded), errors=(422, 503))
+@doc(
+    operation_id="recordSearch",
+    summary="Record a search (buffered, persisted by the next flush)",
+    body=schemas.SearchEventIn,
+    ok=(201, schemas.Recorded),
+)
 async def record_search(request: ApiRequest) -> HTTPResponse:
     body = decode_body(request, schemas.SearchEventIn)
     query_norm = normalise_query(body.query)
@@ -50,10 +55,17 @@ async def record_search(request: ApiRequest) -> HTTPResponse:
         raise ServiceUnavailable(
             "Analytics buffer is full; retry later", retry_after=BUFFER_FULL_RETRY_S
         )
+    metrics.searches.add(body.search_mode)
     return HTTPResponse(_RECORDED, status=201, content_type="application/json")
 
 
-@doc(query=schemas.PopularQueriesQuery, ok=(200, schemas.PopularQueries), errors=(422,))
+@doc(
+    operation_id="popularQueries",
+    summary="Most searched queries (grouped after normalisation, ranked by sessions)",
+    query=schemas.PopularQueriesQuery,
+    ok=(200, schemas.PopularQueries),
+    errors=(422,),
+)
 async def popular_queries(request: ApiRequest) -> HTTPResponse:
     q = parse_query(request, schemas.PopularQueriesQuery)
     rows = await request.app.ctx.popular.top(q.days, q.search_mode, q.limit)
@@ -68,7 +80,13 @@ async def popular_queries(request: ApiRequest) -> HTTPResponse:
 
 def blueprint() -> Blueprint:
     bp = Blueprint("analytics")
-    bp.add_route(record_search, "/analytics/search", methods=["POST"], name="record")
+    bp.add_route(
+        record_search,
+        "/analytics/search",
+        methods=["POST"],
+        name="record",
+        ctx_rate_limit=ratelimit.ANALYTICS,
+    )
     bp.add_route(
         popular_queries, "/analytics/popular-queries", methods=["GET"], name="popular_queries"
     )

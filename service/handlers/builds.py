@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sanic import Blueprint, HTTPResponse
 
-from service import build_queries, builds, schemas
+from service import build_queries, builds, docs, metrics, ratelimit, schemas
 from service.ctx import ApiRequest
 from service.docs import doc
 from service.responses import json_response
@@ -12,26 +12,54 @@ from service.sessions import session_of
 from service.validation import decode_body, parse_query
 
 
-@doc(body=schemas.BuildCreate, ok=(201, schemas.Build), errors=(422, 429))
+@doc(
+    operation_id="createBuild",
+    summary="Create a build owned by the request's session",
+    body=schemas.BuildCreate,
+    ok=(201, schemas.Build),
+    links=docs.links_from_build("getBuild", "updateBuild", "deleteBuild", "voteOnBuild"),
+)
 async def create_build(request: ApiRequest) -> HTTPResponse:
     body = decode_body(request, schemas.BuildCreate)
     row = await builds.create(body, session_of(request))
+    metrics.BUILDS_CREATED.inc()
     return json_response(builds.to_build(row, request.app.ctx.settings.website_url), 201)
 
 
-@doc(ok=(200, schemas.Build), errors=(404,))
+@doc(
+    operation_id="getBuild",
+    summary="One build (private builds only for their owner)",
+    build_id=True,
+    ok=(200, schemas.Build),
+    errors=(404,),
+)
 async def get_build(request: ApiRequest, build_id: str) -> HTTPResponse:
     row = await builds.load_visible(build_id, session_of(request))
     return json_response(builds.to_build(row, request.app.ctx.settings.website_url))
 
 
-@doc(query=schemas.BuildListQuery, ok=(200, schemas.BuildList), errors=(422,))
+@doc(
+    operation_id="listBuilds",
+    summary="Public builds, filtered, sorted and paged",
+    query=schemas.BuildListQuery,
+    ok=(200, schemas.BuildList),
+    errors=(422,),
+)
 async def list_builds(request: ApiRequest) -> HTTPResponse:
     query = parse_query(request, schemas.BuildListQuery)
     return json_response(await build_queries.list_builds(query))
 
 
-@doc(body=schemas.BuildPatch, ok=(200, schemas.Build), errors=(403, 404, 422))
+@doc(
+    operation_id="updateBuild",
+    summary="Change name, description or visibility (owner only)",
+    build_id=True,
+    body=schemas.BuildPatch,
+    ok=(200, schemas.Build),
+    errors=(403, 404),
+    limited=False,
+    links=docs.links_from_build("getBuild"),
+)
 async def update_build(request: ApiRequest, build_id: str) -> HTTPResponse:
     row = await builds.load_owned(build_id, session_of(request))
     patch = decode_body(request, schemas.BuildPatch)
@@ -39,7 +67,14 @@ async def update_build(request: ApiRequest, build_id: str) -> HTTPResponse:
     return json_response(builds.to_build(row, request.app.ctx.settings.website_url))
 
 
-@doc(ok=(200, schemas.BuildDeleted), errors=(403, 404))
+@doc(
+    operation_id="deleteBuild",
+    summary="Delete a build and its votes (owner only)",
+    build_id=True,
+    ok=(200, schemas.BuildDeleted),
+    errors=(403, 404),
+    limited=False,
+)
 async def delete_build(request: ApiRequest, build_id: str) -> HTTPResponse:
     await builds.load_owned(build_id, session_of(request))
     await builds.delete(build_id)
@@ -48,12 +83,22 @@ async def delete_build(request: ApiRequest, build_id: str) -> HTTPResponse:
     )
 
 
-@doc(ok=(200, schemas.TemplateList))
+@doc(
+    operation_id="listTemplates",
+    summary="Official template builds",
+    ok=(200, schemas.TemplateList),
+)
 async def list_templates(request: ApiRequest) -> HTTPResponse:
     return json_response(await build_queries.templates(request.app.ctx.settings.website_url))
 
 
-@doc(query=schemas.PopularBuildsQuery, ok=(200, schemas.PopularBuilds), errors=(422,))
+@doc(
+    operation_id="popularBuilds",
+    summary="Public builds with the most votes in a period",
+    query=schemas.PopularBuildsQuery,
+    ok=(200, schemas.PopularBuilds),
+    errors=(422,),
+)
 async def popular_builds(request: ApiRequest) -> HTTPResponse:
     query = parse_query(request, schemas.PopularBuildsQuery)
     return json_response(await build_queries.popular(query))
@@ -64,7 +109,13 @@ def blueprint() -> Blueprint:
     # Static paths first so "templates"/"popular" never match <build_id>.
     bp.add_route(list_templates, "/builds/templates", methods=["GET"], name="templates")
     bp.add_route(popular_builds, "/builds/popular", methods=["GET"], name="popular")
-    bp.add_route(create_build, "/builds", methods=["POST"], name="create")
+    bp.add_route(
+        create_build,
+        "/builds",
+        methods=["POST"],
+        name="create",
+        ctx_rate_limit=ratelimit.BUILD_CREATE,
+    )
     bp.add_route(list_builds, "/builds", methods=["GET"], name="list")
     bp.add_route(get_build, "/builds/<build_id:str>", methods=["GET"], name="get")
     bp.add_route(update_build, "/builds/<build_id:str>", methods=["PATCH"], name="update")

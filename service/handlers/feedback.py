@@ -5,7 +5,7 @@ from __future__ import annotations
 from sanic import Blueprint, HTTPResponse
 
 from models import Feedback
-from service import schemas
+from service import metrics, ratelimit, schemas
 from service.builds import iso
 from service.ctx import ApiRequest
 from service.docs import doc
@@ -15,7 +15,12 @@ from service.sessions import session_of
 from service.validation import decode_body
 
 
-@doc(body=schemas.FeedbackIn, ok=(201, schemas.FeedbackOut), errors=(422,))
+@doc(
+    operation_id="createFeedback",
+    summary="Thumbs up or down on an AI answer",
+    body=schemas.FeedbackIn,
+    ok=(201, schemas.FeedbackOut),
+)
 async def create_feedback(request: ApiRequest) -> HTTPResponse:
     body = decode_body(request, schemas.FeedbackIn)
     row = await create_with_fresh_id(
@@ -28,11 +33,18 @@ async def create_feedback(request: ApiRequest) -> HTTPResponse:
         comment=body.comment,
         session_id=session_of(request),
     )
+    metrics.feedback(body.rating)
     out = schemas.FeedbackOut(feedback_id=row.feedback_id, received_at=iso(row.received_at))
     return json_response(out, 201)
 
 
 def blueprint() -> Blueprint:
     bp = Blueprint("feedback")
-    bp.add_route(create_feedback, "/feedback", methods=["POST"], name="create")
+    bp.add_route(
+        create_feedback,
+        "/feedback",
+        methods=["POST"],
+        name="create",
+        ctx_rate_limit=ratelimit.FEEDBACK,
+    )
     return bp

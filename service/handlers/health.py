@@ -76,12 +76,6 @@ async def live(request: ApiRequest) -> HTTPResponse:
     return json_response({"status": "ok"})
 
 
-@doc(
-    operation_id="readiness",
-    summary="503 while Postgres is unreachable or the worker is shutting down",
-    ok=(200, schemas.Status),
-    limited=False,
-)
 def all_workers_started(app: App) -> bool:
     """True once every server worker of this process has acknowledged its start.
 
@@ -95,6 +89,12 @@ def all_workers_started(app: App) -> bool:
     return bool(servers) and all(state.get("state") == "ACKED" for state in servers)
 
 
+@doc(
+    operation_id="readiness",
+    summary="503 while workers start, Postgres is unreachable or the worker stops",
+    ok=(200, schemas.Status),
+    limited=False,
+)
 async def ready(request: ApiRequest) -> HTTPResponse:
     ctx = request.app.ctx
     if ctx.shutting_down:

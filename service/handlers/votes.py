@@ -7,7 +7,7 @@ import asyncio
 from sanic import Blueprint, HTTPResponse
 
 from aggregators.votes import Outcome
-from service import builds, schemas
+from service import builds, metrics, ratelimit, schemas
 from service.ctx import ApiRequest
 from service.docs import doc
 from service.errors import AlreadyVoted, BuildNotFound, ServiceUnavailable, SessionRequired
@@ -18,7 +18,15 @@ from service.validation import decode_body
 RETRY_S = 2
 
 
-@doc(body=schemas.VoteIn, ok=(200, schemas.VoteOut), errors=(400, 404, 409, 422, 503))
+@doc(
+    operation_id="voteOnBuild",
+    summary="Rate a build 1-5, once per session (needs a client-sent X-Session-ID)",
+    build_id=True,
+    body=schemas.VoteIn,
+    ok=(200, schemas.VoteOut),
+    errors=(400, 404, 409),
+    session_required=True,
+)
 async def vote(request: ApiRequest, build_id: str) -> HTTPResponse:
     if not session_was_sent(request):
         raise SessionRequired("Voting needs the X-Session-ID header (sess_ + 24 hex)")
@@ -34,6 +42,7 @@ async def vote(request: ApiRequest, build_id: str) -> HTTPResponse:
         raise ServiceUnavailable(
             f"Vote could not be stored right now ({type(exc).__name__})", retry_after=RETRY_S
         ) from exc
+    metrics.vote(result.outcome.value)
     if result.outcome is Outcome.NOT_FOUND:
         raise BuildNotFound(build_id)
     if result.outcome is Outcome.DUPLICATE:
@@ -50,5 +59,11 @@ async def vote(request: ApiRequest, build_id: str) -> HTTPResponse:
 
 def blueprint() -> Blueprint:
     bp = Blueprint("votes")
-    bp.add_route(vote, "/builds/<build_id:str>/vote", methods=["POST"], name="vote")
+    bp.add_route(
+        vote,
+        "/builds/<build_id:str>/vote",
+        methods=["POST"],
+        name="vote",
+        ctx_rate_limit=ratelimit.VOTE,
+    )
     return bp

@@ -1,0 +1,113 @@
+"""Process drills: SIGTERM to the server under load; kill -9 of one worker under load."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+from bench.drills.common import (
+    CONNECTIONS,
+    EXIT_BUDGET_S,
+    FINAL_FLUSH_S,
+    FLUSH_S,
+    GRACEFUL_S,
+    LOAD_S,
+    DrillResult,
+    audit,
+    check_exact,
+    load_for,
+    server_errors,
+    start_server,
+    stop_server,
+)
+from bench.drills.stores import DrillStores
+
+
+async def sigterm(stores: DrillStores) -> DrillResult:
+    result = DrillResult("SIGTERM under load (2 workers)")
+    build_ids = await stores.reset()
+    server, _ = await start_server(stores)
+    load = load_for(server)
+    try:
+        load.start(analytics=CONNECTIONS, votes=CONNECTIONS // 3, build_ids=build_ids)
+        await asyncio.sleep(LOAD_S)
+        code, elapsed = await stop_server(server, EXIT_BUDGET_S)  # load keeps running
+    finally:
+        await load.finish()
+        server.kill()
+    result.say(
+        f"exit code {code} after {elapsed:.2f} s (budget {EXIT_BUDGET_S:.0f} s = "
+        f"GRACEFUL_SHUTDOWN_S {GRACEFUL_S:g} + FINAL_FLUSH_TIMEOUT_S {FINAL_FLUSH_S:g} + 5)"
+    )
+    result.numbers.update(exit_code=code, exit_s=round(elapsed, 2), budget_s=EXIT_BUDGET_S)
+    numbers = await audit(result, stores, load)
+    result.check("exit code 0", code == 0)
+    result.check(f"exit within {EXIT_BUDGET_S:.0f} s", elapsed <= EXIT_BUDGET_S)
+    result.check("no 5xx other than 503", not server_errors(result, load))
+    check_exact(result, numbers)
+    return result
+
+
+async def kill_one_worker(stores: DrillStores) -> DrillResult:
+    result = DrillResult("kill -9 of one worker under load")
+    build_ids = await stores.reset()
+    server, pids = await start_server(stores)
+    load = load_for(server)
+    after_s = max(LOAD_S, 5.0)
+    try:
+        load.start(analytics=CONNECTIONS, votes=CONNECTIONS // 3, build_ids=build_ids)
+        await asyncio.sleep(LOAD_S)
+        victim = pids[0]
+        killed_at = time.monotonic()
+        os.kill(victim, signal.SIGKILL)
+        seen: list[list[int]] = []
+        while time.monotonic() - killed_at < after_s:
+            await asyncio.sleep(0.5)
+            seen.append(await asyncio.to_thread(server.worker_pids))
+        main_alive = server.process is not None and server.process.poll() is None
+        code, elapsed = await stop_server(server, EXIT_BUDGET_S)
+    finally:
+        await load.finish()
+        server.kill()
+    survivors = seen[-1] if seen else []
+    restarted = [p for p in survivors if p not in pids]
+    window = load.analytics.acked_between(killed_at - FLUSH_S, killed_at)
+    served_after = load.analytics.acked_between(killed_at + 1, killed_at + after_s)
+    result.say(
+        f"killed worker {victim} of {pids}; workers alive after: {survivors} "
+        f"({'a replacement was started: ' + str(restarted) if restarted else 'no restart'}); "
+        f"main process alive: {main_alive}"
+    )
+    result.say(
+        f"after the kill the server kept answering: {served_after} analytics events acked in "
+        f"the {after_s - 1:.0f} s after it"
+    )
+    result.say(f"final SIGTERM: exit code {code} after {elapsed:.2f} s")
+    numbers = await audit(result, stores, load)
+    loss = numbers["analytics_lost"]
+    result.say(
+        f"analytics loss: {loss} acked events (bound: one flush interval's worth = {window} "
+        f"events acked by the whole server in the {FLUSH_S:g} s before the kill; "
+        f"loss = {loss / window:.0%} of it)"
+        if window
+        else f"analytics loss: {loss} acked events (no events acked in the last interval)"
+    )
+    result.numbers.update(
+        victim=victim,
+        workers_after=survivors,
+        restarted=restarted,
+        main_alive=main_alive,
+        one_interval_events=window,
+        served_after_kill=served_after,
+        exit_code=code,
+        exit_s=round(elapsed, 2),
+    )
+    result.check("every acknowledged vote persisted", numbers["votes_lost"] == 0)
+    result.check("build tallies equal build_votes", numbers["tally_drift_builds"] == 0)
+    result.check(f"analytics loss <= one flush interval's worth ({window})", loss <= window)
+    result.check("no duplicated events", numbers["analytics_duplicates"] == 0)
+    result.check("the surviving worker kept serving", served_after > 0 and main_alive)
+    result.check("no 5xx other than 503", not server_errors(result, load, killed_at))
+    return result

@@ -1,0 +1,143 @@
+"""Observation: per request a request id (accepted or generated, always echoed), one JSON
+access line and the HTTP metrics; per worker the metrics exporter and a summary line at stop.
+
+Two middlewares in total, chosen once at registration: with METRICS_ENABLED=false the metrics
+code is not on the request path at all (DESIGN rule 9: measure before adding to the hot path).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+
+from sanic.response import BaseHTTPResponse
+
+from service import metrics
+from service.ctx import ApiRequest, App, Ctx
+from service.logs import REQUEST_ID, AccessLog, hash_session
+from service.sessions import session_of
+from service.worker_metrics import WorkerMetrics
+
+HEADER = "X-Request-ID"
+# Ids from proxies and clients: UUIDs, hex, base64(url) tokens. Anything else is replaced.
+_VALID_ID = re.compile(r"[A-Za-z0-9._:+/=-]{1,128}")
+# Far above the real middlewares' priorities: first on the way in, last on the way out.
+PRIORITY = 1_000_000
+CLIENT_CLOSED = 499  # nginx's "client closed request": not a server error
+
+access_log = AccessLog("myashes.access")
+log = logging.getLogger("myashes.worker")
+
+
+def request_id_of(request: ApiRequest) -> str:
+    """The request id in use (resolved once): the client's X-Request-ID when valid, else new."""
+    ctx = request.ctx
+    request_id: str | None = getattr(ctx, "request_id", None)
+    if request_id is None:
+        sent = request.headers.get(HEADER)
+        request_id = sent if sent is not None and _VALID_ID.fullmatch(sent) else new_request_id()
+        ctx.request_id = request_id
+    return request_id
+
+
+def new_request_id() -> str:
+    return secrets.token_hex(16)
+
+
+def route_of(request: ApiRequest) -> str:
+    """The route template ("/api/v1/builds/<build_id:str>"), never the raw path."""
+    route = request.route
+    return "unmatched" if route is None else "/" + route.path
+
+
+def _elapsed_s(request: ApiRequest) -> float:
+    started: float | None = getattr(request.ctx, "started", None)
+    return 0.0 if started is None else time.perf_counter() - started
+
+
+async def _begin(request: ApiRequest) -> None:
+    request.ctx.started = time.perf_counter()
+    REQUEST_ID.set(request_id_of(request))
+
+
+def _finish(request: ApiRequest, response: BaseHTTPResponse) -> tuple[float, int]:
+    """Echo the request id and write the access line; returns (duration, status)."""
+    elapsed = _elapsed_s(request)
+    request_id = request_id_of(request)
+    response.headers[HEADER] = request_id
+    info = request.conn_info
+    # The client hung up first: Sanic answers its cancelled handler with a 500 nobody reads.
+    status = CLIENT_CLOSED if info is not None and info.lost else response.status
+    if access_log.enabled():
+        access_log.write(
+            {
+                "method": request.method,
+                "route": route_of(request),
+                "path": request.path,
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 3),
+                "request_id": request_id,
+                "session": hash_session(session_of(request)),
+            }
+        )
+    return elapsed, status
+
+
+async def _end(request: ApiRequest, response: BaseHTTPResponse) -> None:
+    _finish(request, response)
+
+
+def register(app: App) -> None:
+    if not app.ctx.settings.metrics_enabled:
+        app.middleware(_begin, "request", priority=PRIORITY)
+        app.middleware(_end, "response", priority=PRIORITY)
+        return
+    inflight = metrics.INFLIGHT
+    record = metrics.http.record
+
+    async def begin_measured(request: ApiRequest) -> None:
+        inflight.add(request)  # weak: a request cancelled mid-way drops out by itself
+        request.ctx.started = time.perf_counter()
+        REQUEST_ID.set(request_id_of(request))
+
+    async def end_measured(request: ApiRequest, response: BaseHTTPResponse) -> None:
+        inflight.discard(request)
+        elapsed, status = _finish(request, response)
+        route = request.route
+        record(request.method, None if route is None else route.path, status, elapsed)
+
+    app.middleware(begin_measured, "request", priority=PRIORITY)
+    app.middleware(end_measured, "response", priority=PRIORITY)
+
+
+def worker_started(ctx: Ctx) -> None:
+    """Once the worker's aggregators run: its metrics exporter (stopped first at unwind)."""
+    if ctx.settings.metrics_enabled:
+        ctx.metrics = WorkerMetrics(ctx)
+        ctx.metrics.start()
+        ctx.stack.push_async_callback(ctx.metrics.stop)
+
+
+def worker_stopped(ctx: Ctx) -> None:
+    """Last step of a worker's stop, after the final flush: final counts, one summary line."""
+    if ctx.metrics is not None:
+        ctx.metrics.close()
+    aggregators = {
+        a.name: {
+            "accepted": a.stats.accepted,
+            "flushed": a.stats.flushed,
+            "rejected": a.stats.rejected,
+            "failures": a.stats.failures,
+            "pending": a.depth,
+        }
+        for a in (getattr(ctx, "search", None), getattr(ctx, "votes", None))
+        if a is not None
+    }
+    pending = sum(a["pending"] for a in aggregators.values())
+    log.log(
+        logging.WARNING if pending else logging.INFO,
+        "worker stopped",
+        extra={"aggregators": aggregators, "pending": pending},
+    )

@@ -1,0 +1,212 @@
+"""Rate limits per session and per client IP, counted in Valkey: shared by workers and pods.
+
+The contract's categories (create build, vote, feedback, analytics record, any API GET) are
+checked per session, then per client IP (RATE_LIMIT_IP_MULTIPLIER x the session's numbers),
+in one script call (service.rate_counter). A request without a client-sent session is
+counted per IP only (a fresh session has no history). A request its session's limit refuses
+is not counted against the IP, so one noisy session does not use up its neighbours' budget.
+When Valkey cannot be asked, requests pass unchecked (fail open): counted in
+myashes_rate_limit_fail_open_total, logged once per interval, never a 500.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+from limits import RateLimitItem, RateLimitItemPerMinute
+from prometheus_client import Counter
+from sanic.response import BaseHTTPResponse
+
+from service.client_ip import ClientIp
+from service.config import Settings
+from service.ctx import ApiRequest, App
+from service.errors import RateLimited
+from service.rate_counter import Check, RateCounter, Window
+from service.sessions import session_of, session_was_sent
+
+BUILD_CREATE, VOTE, FEEDBACK, ANALYTICS, READ = (
+    "build_create",
+    "vote",
+    "feedback",
+    "analytics",
+    "read",
+)
+_WHAT = {
+    BUILD_CREATE: "creating builds",
+    VOTE: "voting",
+    FEEDBACK: "sending feedback",
+    ANALYTICS: "recording searches",
+    READ: "reading",
+}
+LOG_INTERVAL_S = 60.0
+
+RATE_LIMITED = Counter(
+    "myashes_rate_limited_total",
+    "Requests answered 429 rate_limited, by category and the limit hit (session or ip).",
+    ["category", "scope"],
+)
+FAIL_OPEN = Counter(
+    "myashes_rate_limit_fail_open_total",
+    "Rate-limited requests let through unchecked because Valkey could not be asked.",
+)
+
+log = logging.getLogger("myashes.ratelimit")
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    category: str
+    per_session: RateLimitItem
+    per_ip: RateLimitItem
+
+
+def rules(settings: Settings) -> dict[str, Rule]:
+    """Per-minute limits by category; the per-IP limit is RATE_LIMIT_IP_MULTIPLIER times."""
+    per_minute = {
+        BUILD_CREATE: settings.rate_limit_build_create,
+        VOTE: settings.rate_limit_vote,
+        FEEDBACK: settings.rate_limit_feedback,
+        ANALYTICS: settings.rate_limit_analytics,
+        READ: settings.rate_limit_read,
+    }
+    factor = settings.rate_limit_ip_multiplier
+    return {
+        category: Rule(
+            category, RateLimitItemPerMinute(amount), RateLimitItemPerMinute(amount * factor)
+        )
+        for category, amount in per_minute.items()
+    }
+
+
+def category_of(request: ApiRequest) -> str | None:
+    """A route's declared category (ctx_rate_limit=...), else READ for the API's GETs."""
+    route = request.route
+    if route is None:
+        return None
+    declared: str | None = getattr(route.ctx, "rate_limit", None)
+    if declared is not None:
+        return declared
+    if request.method in ("GET", "HEAD") and route.path.startswith("api/"):
+        return READ
+    return None
+
+
+def ip_key(ip: str) -> str:
+    """The per-IP counter's identity: IPv6 clients by /64 (one subscriber gets a whole /64)."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return ip
+
+
+def headers_of(window: Window) -> dict[str, str]:
+    return {
+        "X-RateLimit-Limit": str(window.limit),
+        "X-RateLimit-Remaining": str(window.remaining),
+        "X-RateLimit-Reset": str(math.ceil(window.reset_s)),
+    }
+
+
+def binding(windows: list[Window]) -> Window:
+    """The window to report: the one that refused, else the one with fewest left."""
+    refused = [w for w in windows if w.counted and not w.allowed]
+    return refused[0] if refused else min(windows, key=lambda w: w.remaining)
+
+
+class Guard:
+    """The request/response middleware: checks limits, answers 429, adds X-RateLimit-*."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.rules = rules(settings)
+        self.client_ip = ClientIp(settings.trusted_proxies)
+        self.counter: RateCounter | None = None
+        self._down = False  # Valkey failed: skip it until _skip_until, then one request probes
+        self._skip_until = 0.0
+        self._skipped = 0
+        self._logged_at = -math.inf
+
+    async def open(self, app: App) -> None:
+        url = app.ctx.settings.valkey_url
+        if url is not None:
+            self.counter = RateCounter(url)
+
+    async def close(self, app: App) -> None:
+        if self.counter is not None:
+            await self.counter.close()
+
+    def _fail_open(self, reason: str) -> None:
+        FAIL_OPEN.inc()
+        self._skipped += 1
+        now = time.monotonic()
+        if now - self._logged_at >= LOG_INTERVAL_S:
+            log.warning(
+                "rate limits not enforced (fail open): %s; %d request(s) let through unchecked",
+                reason,
+                self._skipped,
+            )
+            self._logged_at, self._skipped = now, 0
+
+    async def check(self, request: ApiRequest) -> None:
+        category = category_of(request)
+        if category is None:
+            return
+        rule = self.rules[category]
+        if self.counter is None:
+            self._fail_open("no Valkey configured")
+            return
+        if self._down:
+            now = time.monotonic()
+            if now < self._skip_until:
+                self._fail_open("Valkey unavailable")
+                return
+            # This request probes Valkey; the others keep skipping it meanwhile.
+            self._skip_until = now + self.settings.rate_limit_fail_open_retry_s
+        checks: list[Check] = [("ip", rule.per_ip, ip_key(self.client_ip.of(request)))]
+        if session_was_sent(request):
+            checks.insert(0, ("session", rule.per_session, session_of(request)))
+        try:
+            windows = await self.counter.hit(category, checks)
+        except Exception as exc:  # fail open on anything: a limiter must never cause a 500
+            self._down = True
+            self._skip_until = time.monotonic() + self.settings.rate_limit_fail_open_retry_s
+            self._fail_open(f"Valkey error {type(exc).__name__}: {exc}")
+            return
+        if self._down:
+            self._down = False
+            log.warning("rate limits enforced again: Valkey answers")
+        window = binding(windows)
+        headers = headers_of(window)
+        request.ctx.rate_limit_headers = headers
+        if not window.allowed:
+            RATE_LIMITED.labels(category, window.scope).inc()
+            raise RateLimited(
+                f"Rate limit exceeded for {_WHAT[category]}: {window.limit} per minute "
+                f"per {window.scope}",
+                retry_after=math.floor(window.retry_after_s) + 1,
+                headers=headers,
+            )
+
+    async def add_headers(self, request: ApiRequest, response: BaseHTTPResponse) -> None:
+        headers: dict[str, str] | None = getattr(request.ctx, "rate_limit_headers", None)
+        if headers:
+            response.headers.update(headers)
+
+
+def register(app: App) -> None:
+    """Install the limits; RATE_LIMIT_ENABLED=false installs nothing at all (benchmarks)."""
+    settings = app.ctx.settings
+    if not settings.rate_limit_enabled:
+        return
+    guard = Guard(settings)
+    app.before_server_start(guard.open)
+    app.after_server_stop(guard.close)
+    app.middleware(guard.check, "request")
+    app.middleware(guard.add_headers, "response")
