@@ -22,7 +22,11 @@ Batch = TypeVar("Batch")
 
 log = logging.getLogger("myashes.aggregators")
 
-MAX_BACKOFF_S = 30.0
+# Retry cadence while a store is down: short enough that 503s stop within seconds of the
+# store coming back; a full buffer also triggers an early retry (at most every
+# FULL_RETRY_S), since every rejected request is one the store's return would have saved.
+MAX_BACKOFF_S = 5.0
+FULL_RETRY_S = 1.0
 
 
 @dataclass
@@ -62,6 +66,7 @@ class BatchingActor(ABC, Generic[Item, Batch]):
         self._flush_lock = asyncio.Lock()
         self._backoff_s = 0.0
         self._stopping = False
+        self._last_attempt = 0.0  # time.monotonic() of the last write attempt
         self.on_flush: FlushHook | None = None
 
     # ---- hot path -------------------------------------------------------------------------
@@ -72,6 +77,8 @@ class BatchingActor(ABC, Generic[Item, Batch]):
             self.max_bytes is not None and self.buffered_bytes + size > self.max_bytes
         ):
             self.stats.rejected += 1
+            if time.monotonic() - self._last_attempt >= FULL_RETRY_S:
+                self._wake()
             return False
         self._buffer.append(item)
         self._bytes += size
@@ -127,6 +134,7 @@ class BatchingActor(ABC, Generic[Item, Batch]):
                     self._inflight_items, self._inflight_bytes = len(items), size
                 count = self._inflight_items
                 started = time.perf_counter()
+                self._last_attempt = time.monotonic()
                 try:
                     await self._write(self._inflight)
                 except BaseException:

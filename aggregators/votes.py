@@ -34,6 +34,15 @@ class Outcome(enum.Enum):
     NOT_FOUND = "not_found"  # no such build, or another session's private build
 
 
+class VoteNotStored(Exception):
+    """The vote's batch did not commit (Postgres unreachable, connection lost mid-batch):
+    nothing was confirmed, the client may retry."""
+
+
+class VoteQueueFull(VoteNotStored):
+    """Too many votes waiting for a commit in this worker."""
+
+
 @dataclass(frozen=True)
 class VoteResult:
     outcome: Outcome
@@ -132,7 +141,7 @@ class VoteAggregator(BatchingActor[PendingVote, list[PendingVote]]):
         """Queue a vote and wait until its batch has committed (or failed: raises)."""
         future: asyncio.Future[VoteResult] = asyncio.get_running_loop().create_future()
         if not self.add(PendingVote(build_id, session_id, rating, future)):
-            raise OverflowError("vote queue full")
+            raise VoteQueueFull("vote queue full")
         self._wake()
         return await future
 
@@ -180,9 +189,11 @@ class VoteAggregator(BatchingActor[PendingVote, list[PendingVote]]):
             self.stats.failures += 1
             self._record(time.perf_counter() - started, 0, ok=False)
             log.warning("vote batch of %d failed: %s: %s", len(batch), type(exc).__name__, exc)
+            failure = VoteNotStored(f"{type(exc).__name__}: {exc}")
+            failure.__cause__ = exc
             for vote in batch:
                 if not vote.future.done():
-                    vote.future.set_exception(exc)
+                    vote.future.set_exception(failure)
         else:
             self.stats.flushed += len(batch)
             self.stats.last_success = time.monotonic()

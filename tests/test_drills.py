@@ -97,6 +97,10 @@ async def test_kill9_of_one_worker_loses_no_acknowledged_vote(
         await asyncio.gather(*tasks)
 
     assert server.worker_pids() == pids[1:]  # Sanic does not replace a killed worker
+    # ... so liveness fails and Kubernetes restarts the pod (its SIGTERM flushes the rest).
+    live = httpx.get(f"{server.base_url}/health/live", timeout=5)
+    assert live.status_code == 503
+    assert live.json()["error"] == "service_unavailable"
     server.terminate()
     assert await asyncio.to_thread(server.wait, 20) == 0
     assert acked_after_kill > 0  # the surviving worker kept serving

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import asyncpg
 import pytest
 
 from aggregators import keys
@@ -151,3 +152,42 @@ async def test_valkey_outage_reads_from_postgres_and_projections_heal(
     assert await valkey.hgetall(keys.rating(build_id)) == {"rating_sum": "3", "vote_count": "1"}
     assert (await client.get("/api/v1/analytics/popular-queries")).status_code == 200
     assert await valkey.exists(keys.popular_queries(7, None)) == 1
+
+
+async def test_connection_lost_mid_batch_is_503_not_500(client, app, sql):
+    """asyncpg raises InterfaceError when the connection dies inside the transaction."""
+    r = await client.post(
+        "/api/v1/builds",
+        json={
+            "name": "b",
+            "primary_archetype": "rogue",
+            "secondary_archetype": "bard",
+            "race": "vek",
+        },
+    )
+    build_id = r.json()["build_id"]
+    votes = app.ctx.votes
+
+    async def connection_lost(batch):
+        raise asyncpg.InterfaceError(
+            "cannot call Transaction.__aexit__(): the underlying connection is closed"
+        )
+
+    votes._write = connection_lost  # fault injection into our own aggregator, not the store
+    r = await client.post(
+        f"/api/v1/builds/{build_id}/vote", json={"rating": 4}, headers={"X-Session-ID": SESSION}
+    )
+    assert r.status_code == 503
+    assert r.json() == {
+        "error": "service_unavailable",
+        "message": "Vote could not be stored right now; retry later",
+        "status": 503,
+    }
+    assert r.headers["retry-after"] == "2"
+    assert votes.stats.failures == 1
+    del votes._write
+    r = await client.post(
+        f"/api/v1/builds/{build_id}/vote", json={"rating": 4}, headers={"X-Session-ID": SESSION}
+    )
+    assert r.status_code == 200
+    assert await sql.fetchval("SELECT count(*) FROM build_votes") == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
@@ -68,12 +69,44 @@ async def health(request: ApiRequest) -> HTTPResponse:
 
 @doc(
     operation_id="liveness",
-    summary="200 while the process serves",
+    summary="200 while every worker of the process serves; 503 once one has died",
     ok=(200, schemas.Status),
     limited=False,
 )
 async def live(request: ApiRequest) -> HTTPResponse:
+    dead = dead_workers(request.app)
+    if dead and not request.app.ctx.shutting_down:
+        # Sanic does not replace a worker that died (kill -9, OOM): let Kubernetes restart
+        # the pod, whose SIGTERM flushes what the surviving workers hold.
+        raise ServiceUnavailable(f"Worker(s) {', '.join(dead)} died", retry_after=READY_RETRY_S)
     return json_response({"status": "ok"})
+
+
+def _process_gone(pid: int) -> bool:
+    """True if `pid` no longer runs (exited, or a zombie its parent has not reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b") ", 1)[1][:1] in (b"Z", b"X")
+    except FileNotFoundError:
+        return True
+    except OSError:  # no procfs: fall back to a signal-0 probe
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+
+def dead_workers(app: App) -> list[str]:
+    """Names of this pod's server workers whose process is gone."""
+    multiplexer = getattr(app, "multiplexer", None)
+    if multiplexer is None:
+        return []
+    return sorted(
+        name
+        for name, state in multiplexer.workers.items()
+        if state.get("server") and state.get("pid") and _process_gone(int(state["pid"]))
+    )
 
 
 def all_workers_started(app: App) -> bool:

@@ -6,7 +6,7 @@ import asyncio
 
 from sanic import Blueprint, HTTPResponse
 
-from aggregators.votes import Outcome
+from aggregators.votes import Outcome, VoteNotStored
 from service import builds, metrics, ratelimit, schemas
 from service.ctx import ApiRequest
 from service.docs import doc
@@ -38,9 +38,9 @@ async def vote(request: ApiRequest, build_id: str) -> HTTPResponse:
         result = await asyncio.wait_for(
             ctx.votes.submit(build_id, session_id, body.rating), ctx.settings.vote_timeout_s
         )
-    except (OverflowError, TimeoutError, OSError) as exc:
+    except (VoteNotStored, TimeoutError) as exc:
         raise ServiceUnavailable(
-            f"Vote could not be stored right now ({type(exc).__name__})", retry_after=RETRY_S
+            "Vote could not be stored right now; retry later", retry_after=RETRY_S
         ) from exc
     metrics.vote(result.outcome.value)
     if result.outcome is Outcome.NOT_FOUND:
