@@ -4,10 +4,18 @@ from __future__ import annotations
 
 PREFIX = "myashes:v1"
 
-# Popular search queries: top-N sorted set per (days, mode), rebuilt from Postgres rollups.
-POPULAR_TTL_S = 60  # freshness bound: a flushed search shows within this many seconds
+# Read models rebuilt from Postgres (aggregators/views.py): a copy is served while younger
+# than VIEW_FRESH_S (the freshness bound: a flushed search shows within it), refreshed in the
+# background by one worker once VIEW_REFRESH_AFTER_S old, and kept VIEW_KEEP_S in Valkey.
+VIEW_FRESH_S = 60
+VIEW_REFRESH_AFTER_S = 30
+VIEW_KEEP_S = 3600
+VIEW_LOCK_TTL_S = 30  # one rebuild per view in the cluster at a time
+
+# Popular search queries: top-N sorted set per (days, mode); the marker member's score is
+# the time the set was built (and keeps an empty ranking distinguishable from a miss).
 POPULAR_TOP_N = 50  # the largest `limit` the API accepts
-POPULAR_BUILT_MARKER = "\x00built"  # keeps an empty ranking distinguishable from a miss
+POPULAR_BUILT_MARKER = "\x00built"
 
 # Rating summary per build: absolute rating_sum / vote_count from Postgres after each commit.
 RATING_TTL_S = 7 * 24 * 3600
@@ -17,8 +25,17 @@ def popular_queries(days: int, mode: str | None) -> str:
     return f"{PREFIX}:popular-queries:{days}d:{mode or 'all'}"
 
 
-def popular_queries_tmp(days: int, mode: str | None, token: str) -> str:
-    return f"{popular_queries(days, mode)}:tmp:{token}"
+def temporary(key: str, token: str) -> str:
+    """Where a new copy of `key` is built before RENAME makes it live."""
+    return f"{key}:tmp:{token}"
+
+
+def popular_builds(period: str, include_templates: bool) -> str:
+    return f"{PREFIX}:popular-builds:{period}:{'templates' if include_templates else 'players'}"
+
+
+def view_lock(key: str) -> str:
+    return f"{key}:lock"
 
 
 def rating(build_id: str) -> str:

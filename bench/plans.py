@@ -38,7 +38,7 @@ from bench.plans_capture import (  # noqa: E402
     measure,
 )
 from bench.plans_seed import BUILDS, seed  # noqa: E402
-from service import build_queries, builds, db, schemas  # noqa: E402
+from service import build_queries, builds, db, popular_builds, schemas  # noqa: E402
 from service.errors import BuildNotFound  # noqa: E402
 
 RUNS = int(os.environ.get("PLANS_RUNS", 200))
@@ -135,7 +135,7 @@ class Plans:
         for period in ("day", "week", "month", "all"):
             for include in (False, True):
                 pq = schemas.PopularBuildsQuery(period=period, limit=5, include_templates=include)
-                run = lambda pq=pq: build_queries.popular(pq)  # noqa: E731
+                run = lambda pq=pq: popular_builds.rank(pq.period, pq.include_templates, pq.limit)  # noqa: E731
                 statements = await self.recorder.capture(run)
                 label = f"period={period}, include_templates={str(include).lower()}"
                 await measure(self.conn, self.rows, "popular builds", label, statements, run, RUNS)

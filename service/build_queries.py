@@ -1,11 +1,9 @@
-"""Read-side build queries: the filtered/sorted list, templates, popular builds."""
+"""Read-side build queries: the filtered/sorted list and the templates."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tortoise import connections
 from tortoise.expressions import Q, RawSQL
 from tortoise.queryset import QuerySet
 
@@ -19,12 +17,6 @@ ORDERS: dict[str, tuple[str, ...]] = {
     "newest": ("-created_at", "-build_id"),
     "rating": ("-rating_avg", "-vote_count", "-build_id"),
     "popular": ("-vote_count", "-created_at", "-build_id"),
-}
-PERIODS: dict[str, timedelta | None] = {
-    "day": timedelta(days=1),
-    "week": timedelta(days=7),
-    "month": timedelta(days=30),
-    "all": None,
 }
 
 
@@ -73,42 +65,3 @@ async def templates(website_url: str) -> schemas.TemplateList:
         await Build.filter(is_template=True).order_by("name", "build_id").values(*COLUMNS)
     )
     return schemas.TemplateList(templates=[to_build(r, website_url) for r in rows], count=len(rows))
-
-
-_POPULAR_SQL = """
-SELECT {columns}
-FROM builds b
-JOIN (
-    SELECT build_id, sum(rating) AS period_sum, count(*) AS period_votes
-    FROM build_votes
-    WHERE created_at >= $1
-    GROUP BY build_id
-) v ON v.build_id = b.build_id
-WHERE b.is_public AND ($2 OR NOT b.is_template)
-ORDER BY v.period_sum DESC, v.period_votes DESC, b.created_at DESC, b.build_id DESC
-LIMIT $3
-"""
-
-
-async def popular(q: schemas.PopularBuildsQuery) -> schemas.PopularBuilds:
-    """Public builds with votes in the period, by the period's rating sum, votes, newest."""
-    window = PERIODS[q.period]
-    if window is None:
-        # All time: the tallies on builds are the period sums; served by builds_popular_idx.
-        qs = Build.filter(is_public=True, vote_count__gt=0)
-        if not q.include_templates:
-            qs = qs.filter(is_template=False)
-        rows: list[dict[str, Any]] = (
-            await qs.order_by("-rating_sum", "-vote_count", "-created_at", "-build_id")
-            .limit(q.limit)
-            .values(*COLUMNS)
-        )
-    else:
-        sql = _POPULAR_SQL.format(columns=", ".join(f"b.{c}" for c in COLUMNS))
-        since = datetime.now(UTC) - window
-        rows = await connections.get("default").execute_query_dict(
-            sql, [since, q.include_templates, q.limit]
-        )
-    return schemas.PopularBuilds(
-        builds=[to_item(row) for row in rows], period=q.period, count=len(rows)
-    )

@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 
     from aggregators.popular import PopularQueries
     from aggregators.search import SearchAggregator
+    from aggregators.views import CachedView
     from aggregators.votes import VoteAggregator
+    from service.schemas import BuildListItem
     from service.worker_metrics import WorkerMetrics
 
 
@@ -30,6 +32,7 @@ class Ctx:
     search: SearchAggregator
     votes: VoteAggregator
     popular: PopularQueries
+    popular_builds: CachedView[list[BuildListItem]]
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

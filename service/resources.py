@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from aggregators.popular import PopularQueries
 from aggregators.search import SearchAggregator
 from aggregators.votes import VoteAggregator
-from service import db, observe
+from service import db, observe, popular_builds
 from service.config import SettingsError
 from service.ctx import App
 
@@ -54,7 +54,10 @@ async def open_resources(app: App) -> None:
         max_bytes=settings.search_buffer_max_bytes,
     )
     ctx.votes = VoteAggregator(ctx.db, ctx.valkey, max_batch=settings.vote_batch_max)
-    ctx.popular = PopularQueries(ctx.db, ctx.valkey, ttl_s=settings.popular_cache_ttl_s)
+    ctx.popular = PopularQueries(ctx.db, ctx.valkey, fresh_s=settings.popular_cache_ttl_s)
+    ctx.popular_builds = popular_builds.make_view(ctx.valkey, settings.popular_cache_ttl_s)
+    for view in (ctx.popular.view, ctx.popular_builds):
+        stack.push_async_callback(view.close)
     for aggregator in (ctx.search, ctx.votes):
         aggregator.start()
         # Final flush on stop, before the stores close (the stack unwinds in reverse).

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from aggregators import keys
+from aggregators import popular as popular_module
 from aggregators.popular import SCORE_SHIFT, SEPARATOR
 from aggregators.search import SearchAggregator, SearchEvent
 
@@ -200,30 +201,89 @@ async def test_popular_queries_ranking_and_valkey_set(client, app, valkey):
         ],
     }
     key = keys.popular_queries(7, None)
-    assert 0 < await valkey.ttl(key) <= 60
+    assert 0 < await valkey.ttl(key) <= keys.VIEW_KEEP_S
     members = dict(await valkey.zrange(key, 0, -1, withscores=True))
+    assert abs(members.pop(keys.POPULAR_BUILT_MARKER) - time.time()) < 10  # when it was built
     assert members == {
-        keys.POPULAR_BUILT_MARKER: -1.0,
         f"quick{SEPARATOR}tank build": float(3 * SCORE_SHIFT + 3),
         f"quick{SEPARATOR}healer": float(2 * SCORE_SHIFT + 4),
         f"quick{SEPARATOR}alpha": float(1 * SCORE_SHIFT + 1),
         f"quick{SEPARATOR}zerg": float(1 * SCORE_SHIFT + 1),
     }
     assert (await popular(client, limit=2))["queries"][1]["query"] == "healer"
-    assert app.ctx.popular.rebuilds == 1  # the second read was served from Valkey
+    assert app.ctx.popular.view.rebuilds == 1  # the second read was served from Valkey
 
 
-async def test_popular_queries_served_from_valkey_until_the_set_expires(client, app, valkey):
+async def _age(valkey, key: str, seconds: float) -> None:
+    """Make the stored copy look `seconds` old (its marker member holds the build time)."""
+    await valkey.zadd(key, {keys.POPULAR_BUILT_MARKER: time.time() - seconds})
+
+
+async def test_popular_queries_fresh_copy_is_served_and_a_missing_one_rebuilt(client, app, valkey):
     await record(client, "first")
     await app.ctx.search.flush()
     assert [q["query"] for q in (await popular(client))["queries"]] == ["first"]
     await record(client, "second", session=SESSION_B)
     await app.ctx.search.flush()
-    # Still the cached set (fresh for at most POPULAR_TTL_S seconds) ...
+    # A copy younger than the refresh age is served as it is ...
     assert [q["query"] for q in (await popular(client))["queries"]] == ["first"]
-    # ... and rebuilt from Postgres once it is gone.
+    assert app.ctx.popular.view.rebuilds == 1
+    # ... and a missing one is rebuilt from Postgres.
     await valkey.delete(keys.popular_queries(7, None))
     assert [q["query"] for q in (await popular(client))["queries"]] == ["first", "second"]
+
+
+async def test_popular_queries_copy_past_the_freshness_bound_is_never_served(client, app, valkey):
+    await record(client, "first")
+    await app.ctx.search.flush()
+    await popular(client)
+    await record(client, "second", session=SESSION_B)
+    await app.ctx.search.flush()
+    await _age(valkey, keys.popular_queries(7, None), keys.VIEW_FRESH_S + 1)
+    assert [q["query"] for q in (await popular(client))["queries"]] == ["first", "second"]
+
+
+async def test_popular_queries_refresh_in_background_by_one_worker(client, app, valkey):
+    key = keys.popular_queries(7, None)
+    await record(client, "first")
+    await app.ctx.search.flush()
+    await popular(client)
+    await record(client, "second", session=SESSION_B)
+    await app.ctx.search.flush()
+    # Another worker holds the rebuild lock: the aging copy is served, nothing rebuilt here.
+    await _age(valkey, key, keys.VIEW_REFRESH_AFTER_S + 1)
+    await valkey.set(keys.view_lock(key), "1", ex=30)
+    assert [q["query"] for q in (await popular(client))["queries"]] == ["first"]
+    await app.ctx.popular.view.close()
+    assert app.ctx.popular.view.rebuilds == 1
+    # Lock free: the reader still gets the copy at once, and this worker refreshes it.
+    await valkey.delete(keys.view_lock(key))
+    assert [q["query"] for q in (await popular(client))["queries"]] == ["first"]
+    await app.ctx.popular.view.close()
+    assert app.ctx.popular.view.rebuilds == 2
+    assert await valkey.exists(keys.view_lock(key)) == 1  # expires on its own
+    assert [q["query"] for q in (await popular(client))["queries"]] == ["first", "second"]
+
+
+async def test_pruned_ranking_is_exact_when_the_busiest_queries_are_not_the_widest(
+    app, monkeypatch
+):
+    monkeypatch.setattr(keys, "POPULAR_TOP_N", 2)
+    monkeypatch.setattr(popular_module, "FIRST_CANDIDATES", 2)
+    aggregator: SearchAggregator = app.ctx.search
+    now = time.time()
+    plan = {
+        "busy": [SESSION_A] * 10,
+        "busier": [SESSION_B] * 11,
+        "wide": [f"sess_{i:024x}" for i in range(3)],
+        "wider": [f"sess_{i:024x}" for i in range(4)],
+    }
+    for query, sessions in plan.items():
+        for session in sessions:
+            aggregator.record(SearchEvent(query, query, "quick", 0, session, now))
+    await aggregator.flush()
+    rows = await app.ctx.popular.query_postgres(7, None)
+    assert [(r.query, r.sessions, r.count) for r in rows] == [("wider", 4, 4), ("wide", 3, 3)]
 
 
 async def test_popular_queries_mode_filter_and_window(app, client):

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from aggregators import keys
 from service.builds import seed_templates
 from service.gamedata import TEMPLATES
 from tests.conftest import ROOT, Stores
@@ -215,3 +216,20 @@ async def test_seed_command_is_idempotent(stores: Stores, sql) -> None:
         assert "official templates seeded: 12" in stderr.decode()
     rows = await sql.fetch("SELECT build_id FROM builds WHERE is_template ORDER BY build_id")
     assert [r[0] for r in rows] == sorted(t.build_id for t in TEMPLATES)
+
+
+async def test_popular_builds_of_a_period_are_a_cached_view(client, app, sql, valkey):
+    """A period's ranking aggregates build_votes: it lives in Valkey, fresh for VIEW_FRESH_S."""
+    session = new_session()
+    first = (await create_build(client, session, name="first"))["build_id"]
+    second = (await create_build(client, session, name="second"))["build_id"]
+    await add_votes(sql, first, [3], at=NOW - timedelta(hours=1))
+    assert await popular_names(client, period="day") == ["first"]
+    key = keys.popular_builds("day", False)
+    assert 0 < await valkey.ttl(key) <= keys.VIEW_KEEP_S
+    await add_votes(sql, second, [5], at=NOW - timedelta(minutes=1))
+    assert await popular_names(client, period="day") == ["first"]  # the fresh copy
+    await valkey.delete(key)
+    assert await popular_names(client, period="day") == ["second", "first"]
+    assert await popular_names(client, period="all") == ["second", "first"]  # never cached
+    assert app.ctx.popular_builds.rebuilds == 2

@@ -7,6 +7,7 @@ from sanic import Blueprint, HTTPResponse
 from service import build_queries, builds, docs, metrics, ratelimit, schemas
 from service.ctx import ApiRequest
 from service.docs import doc
+from service.popular_builds import popular
 from service.responses import json_response
 from service.sessions import session_of
 from service.validation import decode_body, parse_query
@@ -101,7 +102,7 @@ async def list_templates(request: ApiRequest) -> HTTPResponse:
 )
 async def popular_builds(request: ApiRequest) -> HTTPResponse:
     query = parse_query(request, schemas.PopularBuildsQuery)
-    return json_response(await build_queries.popular(query))
+    return json_response(await popular(query, request.app.ctx.popular_builds))
 
 
 def blueprint() -> Blueprint:
