@@ -4,6 +4,10 @@ from __future__ import annotations
 
 PREFIX = "myashes:v1"
 
+# Rate-limit windows (service/rate_counter.py, with the `limits` library's own key layout
+# under this prefix; each window key expires with its window).
+RATE_LIMIT_PREFIX = "myashes:rl"
+
 # Read models rebuilt from Postgres (aggregators/views.py): a copy is served while younger
 # than VIEW_FRESH_S (the freshness bound: a flushed search shows within it), refreshed in the
 # background by one worker once VIEW_REFRESH_AFTER_S old, and kept VIEW_KEEP_S in Valkey.

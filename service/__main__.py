@@ -41,24 +41,6 @@ def stores(settings: Settings) -> Iterator[Settings]:
         servers.stop()
 
 
-async def _migrate_and_seed(database_url: str, *, seed: bool) -> None:
-    applied = await db.migrate(database_url)
-    log.info("migrations applied: %s", ", ".join(applied) or "none pending")
-    if seed:
-        await _seed(database_url)
-
-
-async def _seed(database_url: str) -> None:
-    from service.builds import seed_templates
-
-    await db.open_orm(database_url, pool_min=1, pool_max=2)
-    try:
-        count = await seed_templates()
-    finally:
-        await db.close_orm()
-    log.info("official templates seeded: %d", count)
-
-
 def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
@@ -69,7 +51,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
 
         assert ready.database_url is not None
         if settings.embedded or args.migrate:
-            asyncio.run(_migrate_and_seed(ready.database_url, seed=True))
+            asyncio.run(db.prepare(ready.database_url))
         loader = AppLoader(factory=create_app)
         app = loader.load()
         app.prepare(host=ready.host, port=ready.port, workers=ready.workers, single_process=False)
@@ -79,13 +61,13 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> None:
     with stores(settings) as ready:
         assert ready.database_url is not None
-        asyncio.run(_migrate_and_seed(ready.database_url, seed=False))
+        asyncio.run(db.prepare(ready.database_url, templates=False))
 
 
 def cmd_seed(settings: Settings, args: argparse.Namespace) -> None:
     with stores(settings) as ready:
         assert ready.database_url is not None
-        asyncio.run(_seed(ready.database_url))
+        asyncio.run(db.prepare(ready.database_url, migrations=False))
 
 
 def cmd_makemigration(settings: Settings, args: argparse.Namespace) -> None:

@@ -54,41 +54,35 @@ def author(row: Row) -> str:
     return OFFICIAL_AUTHOR if row["is_template"] else ANONYMOUS_AUTHOR
 
 
+def _listed(row: Row) -> dict[str, Any]:
+    """The fields a list item and the full build share."""
+    return {
+        "build_id": row["build_id"],
+        "name": row["name"],
+        "description": row["description"],
+        "primary_archetype": row["primary_archetype"],
+        "secondary_archetype": row["secondary_archetype"],
+        "class_name": row["class_name"],
+        "race": row["race"],
+        "rating": average(row["rating_sum"], row["vote_count"]),
+        "vote_count": row["vote_count"],
+        "is_template": row["is_template"],
+        "created_by": author(row),
+        "created_at": iso(row["created_at"]),
+    }
+
+
 def to_build(row: Row, website_url: str) -> schemas.Build:
     return schemas.Build(
-        build_id=row["build_id"],
-        name=row["name"],
-        description=row["description"],
-        primary_archetype=row["primary_archetype"],
-        secondary_archetype=row["secondary_archetype"],
-        class_name=row["class_name"],
-        race=row["race"],
+        **_listed(row),
         is_public=row["is_public"],
-        is_template=row["is_template"],
         share_url=f"{website_url.rstrip('/')}/?build={row['build_id']}",
-        created_at=iso(row["created_at"]),
         updated_at=iso(row["updated_at"]),
-        rating=average(row["rating_sum"], row["vote_count"]),
-        vote_count=row["vote_count"],
-        created_by=author(row),
     )
 
 
 def to_item(row: Row) -> schemas.BuildListItem:
-    return schemas.BuildListItem(
-        build_id=row["build_id"],
-        name=row["name"],
-        description=row["description"],
-        primary_archetype=row["primary_archetype"],
-        secondary_archetype=row["secondary_archetype"],
-        class_name=row["class_name"],
-        race=row["race"],
-        rating=average(row["rating_sum"], row["vote_count"]),
-        vote_count=row["vote_count"],
-        is_template=row["is_template"],
-        created_by=author(row),
-        created_at=iso(row["created_at"]),
-    )
+    return schemas.BuildListItem(**_listed(row))
 
 
 def row_of(build: Build) -> dict[str, Any]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from tortoise import Tortoise, connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 
+log = logging.getLogger("myashes.db")
 MODEL_MODULES = ["models", "aerich.models"]
 MIGRATIONS_DIR = "./migrations"
 
@@ -78,3 +80,19 @@ async def migrate(database_url: str) -> list[str]:
         await command.init()
         applied: list[str] = await command.upgrade(run_in_transaction=True)
     return applied
+
+
+async def prepare(database_url: str, *, migrations: bool = True, templates: bool = True) -> None:
+    """Apply pending migrations and/or (re)seed the official templates (both idempotent)."""
+    if migrations:
+        applied = await migrate(database_url)
+        log.info("migrations applied: %s", ", ".join(applied) or "none pending")
+    if templates:
+        from service.builds import seed_templates  # builds imports the models: keep db light
+
+        await open_orm(database_url, pool_min=1, pool_max=2)
+        try:
+            count = await seed_templates()
+        finally:
+            await close_orm()
+        log.info("official templates seeded: %d", count)

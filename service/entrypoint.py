@@ -27,6 +27,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from service import db
 from service.config import Settings, SettingsError
 from service.logs import setup_logging
 
@@ -154,23 +155,6 @@ async def wait_for_postgres(database_url: str, policy: WaitPolicy) -> int:
         return attempt
 
 
-async def _migrate_and_seed(database_url: str, *, migrate: bool, seed: bool) -> None:
-    from service import db
-
-    if migrate:
-        applied = await db.migrate(database_url)
-        log.info("migrations applied: %s", ", ".join(applied) or "none pending")
-    if seed:
-        from service.builds import seed_templates
-
-        await db.open_orm(database_url, pool_min=1, pool_max=2)
-        try:
-            count = await seed_templates()
-        finally:
-            await db.close_orm()
-        log.info("official templates seeded: %d", count)
-
-
 def reset_metrics_dir(path: str | None) -> None:
     """Remove stale prometheus multiprocess files (an emptyDir survives container restarts)."""
     if not path:
@@ -258,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     if migrate or args.seed_templates:
         try:
             asyncio.run(
-                _migrate_and_seed(settings.database_url, migrate=migrate, seed=args.seed_templates)
+                db.prepare(settings.database_url, migrations=migrate, templates=args.seed_templates)
             )
         except Exception:
             log.exception("migration failed")

@@ -25,7 +25,9 @@ from limits.aio.storage.redis.redispy import RedispyBridge
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import NoScriptError
 
-KEY_PREFIX = "myashes:rl"
+from aggregators import keys
+
+KEY_PREFIX = keys.RATE_LIMIT_PREFIX  # every key name lives in aggregators/keys.py
 # Own small pool with short timeouts: a slow or dead Valkey costs a request at most this long.
 TIMEOUT_S = 0.5
 POOL_SIZE = 16
