@@ -94,9 +94,15 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--migrate", action="store_true", help="apply migrations + seed first")
     sub.add_parser("migrate", help="apply pending aerich migrations")
     sub.add_parser("seed-templates", help="insert/refresh the 12 official templates")
+    sub.add_parser("settings-table", help="print the README's settings table")
     make = sub.add_parser("makemigration", help="generate a migration from model changes")
     make.add_argument("name")
     args = parser.parse_args(argv)
+    if args.command == "settings-table":  # documentation only: needs no valid environment
+        from service.settings_doc import settings_table
+
+        print(settings_table(), end="")
+        return 0
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
