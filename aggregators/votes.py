@@ -226,6 +226,10 @@ class VoteAggregator(BatchingActor[PendingVote, list[PendingVote]]):
         unique = sorted(first.values(), key=lambda v: (v.build_id, v.session_id))
         build_ids = sorted({v.build_id for v in unique})
         async with self._db.acquire_connection() as conn, conn.transaction():
+            # The recount must walk build_votes_tally_idx whatever the statistics say: right
+            # after deployment (or a bulk load) they describe an empty table, and a per-build
+            # sequential scan of a growing table would make every batch slower than the last.
+            await conn.execute("SET LOCAL enable_seqscan = off")
             # Locks first, in sorted id order; it also tells which builds each session may see.
             locked = await conn.fetch(_LOCK_SQL, build_ids, timeout=STATEMENT_TIMEOUT_S)
             access = {r["build_id"]: (r["listed"], r["owner_session"]) for r in locked}
@@ -238,7 +242,7 @@ class VoteAggregator(BatchingActor[PendingVote, list[PendingVote]]):
                 [v.rating for v in live],
                 timeout=STATEMENT_TIMEOUT_S,
             )
-            self.statements += 4  # BEGIN, lock, insert + recount, COMMIT
+            self.statements += 5  # BEGIN, SET LOCAL, lock, insert + recount, COMMIT
         inserted = {(r["build_id"], r["session_id"]) for r in rows}
         tallies = {r["build_id"]: (r["rating_sum"], r["vote_count"]) for r in rows}
         self._answer(batch, first, visible, inserted, tallies)

@@ -17,9 +17,12 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -110,18 +113,25 @@ SCENARIOS = [
 
 
 def rss_mb(server: ServerProcess) -> list[float]:
-    """RSS of each worker process (children of the main process), in MB."""
-    assert server.process is not None
-    out = subprocess.run(
-        ["ps", "--ppid", str(server.process.pid), "-o", "rss=,args="],
-        capture_output=True,
-        text=True,
-    ).stdout
-    return [
-        round(int(line.split()[0]) / 1024, 1)
-        for line in out.splitlines()
-        if "spawn_main" in line and "resource_tracker" not in line
-    ]
+    """RSS of each Sanic worker process, in MB (not the main or state-manager processes)."""
+    sizes = []
+    for pid in server.worker_pids():
+        status = Path(f"/proc/{pid}/status").read_text()
+        kib = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")))
+        sizes.append(round(kib / 1024, 1))
+    return sizes
+
+
+def settle(server: ServerProcess, db_url: str) -> None:
+    """Start each scenario on a quiet server: buffers flushed, tables analysed and vacuumed
+    (the previous scenario's writes otherwise bill autovacuum to the next one)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        health = httpx.get(server.base_url + "/health", timeout=10).json()
+        if health["checks"]["aggregators"]["buffered"] == 0:
+            break
+        time.sleep(0.2)
+    asyncio.run(stores.vacuum(db_url))
 
 
 def bench_workers(
@@ -132,6 +142,7 @@ def bench_workers(
     server = ServerProcess(db_url, valkey_url, workers=workers, **env).start()
     try:
         for name, path, script, _ in SCENARIOS:
+            settle(server, db_url)
             run_wrk(wrk, server.base_url + path, script, 2)  # warm-up
             rps, p50, p99, errors = run_wrk(wrk, server.base_url + path, script, DURATION)
             results[name] = Result(workers, name, rps, p50, p99, errors)

@@ -80,3 +80,11 @@ async def reset(database_url: str, ids_file: Path, valkey_url: str | None = None
             await client.flushdb()
         finally:
             await client.aclose()
+
+
+async def vacuum(database_url: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("VACUUM ANALYZE")
+    finally:
+        await conn.close()
