@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from tortoise import connections
@@ -43,11 +42,13 @@ def iso(moment: datetime) -> str:
 
 
 def average(rating_sum: int, vote_count: int) -> float | None:
-    """Average rating to one decimal, half up (4.25 -> 4.3); None without votes."""
+    """Average rating to one decimal, half up (4.25 -> 4.3); None without votes.
+
+    Integer arithmetic, so exact: floor(10 * sum / count + 1/2) / 10.
+    """
     if vote_count <= 0:
         return None
-    value = (Decimal(rating_sum) / Decimal(vote_count)).quantize(Decimal("0.1"), ROUND_HALF_UP)
-    return float(value)
+    return ((20 * rating_sum + vote_count) // (2 * vote_count)) / 10
 
 
 def author(row: Row) -> str:

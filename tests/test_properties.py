@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 import unicodedata
+from decimal import ROUND_HALF_UP, Decimal
 
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from aggregators.normalise import MAX_LENGTH, normalise_query
 from service import schemas
+from service.builds import average
 from service.gamedata import ARCHETYPES, CLASS_MATRIX, CLASS_NAMES, class_for, classes_matching
 from service.rate_counter import seconds_until_allowed
 
@@ -222,3 +224,14 @@ def test_retry_after_is_long_enough(window: tuple[int, int, float, int, float]) 
     assert 0.0 <= wait <= 2 * EXPIRY
     retry_after = math.floor(wait) + 1  # what the 429 says
     assert _weight_at(retry_after, p, pt, c, ct) + 1 <= limit
+
+
+@given(
+    st.integers(min_value=1, max_value=10**6).flatmap(
+        lambda n: st.tuples(st.integers(min_value=n, max_value=5 * n), st.just(n))
+    )
+)
+def test_average_is_half_up_to_one_decimal(sum_and_count):
+    rating_sum, vote_count = sum_and_count
+    expected = (Decimal(rating_sum) / Decimal(vote_count)).quantize(Decimal("0.1"), ROUND_HALF_UP)
+    assert average(rating_sum, vote_count) == float(expected)
