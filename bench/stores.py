@@ -43,17 +43,19 @@ def prepared(ids_file: Path) -> Iterator[tuple[str, str]]:
             servers.stop()
 
 
-async def reset(database_url: str, ids_file: Path, valkey_url: str | None = None) -> None:
-    """Empty the service's tables and seed SEED_BUILDS public builds; ids go to ids_file."""
+async def seed_builds(
+    database_url: str, valkey_url: str | None, *, count: int = SEED_BUILDS, label: str = "Bench"
+) -> list[str]:
+    """Empty the service's tables (and Valkey's db), seed `count` public builds; their ids."""
     rng = random.Random(42)
     rows = []
-    for i in range(SEED_BUILDS):
+    for i in range(count):
         primary, secondary = rng.choice(ARCHETYPES), rng.choice(ARCHETYPES)
         rows.append(
             (
                 f"b_{i:08x}",
-                f"Bench build {i}",
-                "seeded for the benchmark",
+                f"{label} build {i}",
+                f"seeded by the {label.lower()} harness",
                 primary,
                 secondary,
                 class_for(primary, secondary),
@@ -73,13 +75,19 @@ async def reset(database_url: str, ids_file: Path, valkey_url: str | None = None
         await conn.execute("ANALYZE")
     finally:
         await conn.close()
-    ids_file.write_text("\n".join(r[0] for r in rows) + "\n")
     if valkey_url:
         client = Redis.from_url(valkey_url)
         try:
             await client.flushdb()
         finally:
             await client.aclose()
+    return [r[0] for r in rows]
+
+
+async def reset(database_url: str, ids_file: Path, valkey_url: str | None = None) -> None:
+    """Seed the benchmark's builds; their ids go to ids_file (read by the wrk scripts)."""
+    ids = await seed_builds(database_url, valkey_url)
+    ids_file.write_text("\n".join(ids) + "\n")
 
 
 async def vacuum(database_url: str) -> None:

@@ -17,18 +17,14 @@ from typing import Any
 import asyncpg
 from redis.asyncio import Redis
 
+from bench.stores import seed_builds
 from service import db
-from service.gamedata import ARCHETYPES, RACES, class_for
 from tests.faults import TcpProxy
 from tests.server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / ".data" / "drills"
 DATABASE = "myashes_drills"
-TABLES = (
-    "builds, build_votes, feedback, search_events, search_rollups, search_rollup_sessions, "
-    "flush_log"
-)
 SEED_BUILDS = 500
 
 
@@ -61,39 +57,9 @@ class DrillStores:
 
     async def reset(self) -> list[str]:
         """Empty tables and Valkey, seed SEED_BUILDS public builds; returns their ids."""
-        rows = []
-        for i in range(SEED_BUILDS):
-            primary = ARCHETYPES[i % len(ARCHETYPES)]
-            secondary = ARCHETYPES[(i // len(ARCHETYPES)) % len(ARCHETYPES)]
-            race = list(RACES)[i % len(RACES)]
-            rows.append(
-                (
-                    f"b_{i:08x}",
-                    f"Drill build {i}",
-                    primary,
-                    secondary,
-                    class_for(primary, secondary),
-                    race,
-                )
-            )
-        conn = await asyncpg.connect(self.admin_database_url)
-        try:
-            await conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
-            await conn.executemany(
-                "INSERT INTO builds (build_id, name, description, primary_archetype, "
-                "secondary_archetype, class_name, race, is_public, is_template, rating_sum, "
-                "vote_count, created_at, updated_at) "
-                "VALUES ($1, $2, 'drill', $3, $4, $5, $6, true, false, 0, 0, now(), now())",
-                rows,
-            )
-        finally:
-            await conn.close()
-        valkey = Redis.from_url(self.admin_valkey_url)
-        try:
-            await valkey.flushdb()
-        finally:
-            await valkey.aclose()
-        return [r[0] for r in rows]
+        return await seed_builds(
+            self.admin_database_url, self.admin_valkey_url, count=SEED_BUILDS, label="Drill"
+        )
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         conn = await asyncpg.connect(self.admin_database_url)
