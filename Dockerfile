@@ -50,8 +50,8 @@ EXPOSE 8000
 STOPSIGNAL SIGTERM
 # For docker/compose; k8s ignores this and uses /health/live, /health/ready probes instead.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=90s --retries=3 \
-    CMD ["python", "-m", "service.entrypoint", "healthcheck"]
+    CMD ["python", "-m", "service.runtime.entrypoint", "healthcheck"]
 # Waits for PostgreSQL (bounded), then execs `python -m service run` (PID 1 gets SIGTERM).
 # Migrations: `docker run … migrate` / the k8s Job; never on every pod start.
-ENTRYPOINT ["python", "-m", "service.entrypoint"]
+ENTRYPOINT ["python", "-m", "service.runtime.entrypoint"]
 CMD ["run"]

@@ -27,9 +27,11 @@ test: setup
 ## check: lint + strict typing + tests (what CI runs)
 check: lint typecheck test
 
+## lint: ruff, ruff format --check, and the import layering of service/ (lint-imports)
 lint: setup
 	$(PY) -m ruff check service models aggregators tests bench
 	$(PY) -m ruff format --check service models aggregators tests bench
+	$(VENV)/bin/lint-imports --no-cache
 
 fmt: setup
 	$(PY) -m ruff format service models aggregators tests bench

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 PREFIX = "myashes:v1"
 
-# Rate-limit windows (service/rate_counter.py, with the `limits` library's own key layout
+# Rate-limit windows (service/http/rate_counter.py, with the `limits` library's own key layout
 # under this prefix; each window key expires with its window).
 RATE_LIMIT_PREFIX = "myashes:rl"
 

@@ -12,7 +12,7 @@ import httpx
 
 from aggregators.normalise import normalise_query
 from aggregators.search import SearchAggregator, SearchEvent
-from service import db
+from service.runtime import db
 from tests.server import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent

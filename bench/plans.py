@@ -38,8 +38,12 @@ from bench.plans_capture import (  # noqa: E402
     measure,
 )
 from bench.plans_seed import BUILDS, seed  # noqa: E402
-from service import build_queries, builds, db, popular_builds, schemas  # noqa: E402
-from service.errors import BuildNotFound  # noqa: E402
+from service.builds import popular as popular_builds  # noqa: E402
+from service.builds import queries as build_queries  # noqa: E402
+from service.builds import store as builds  # noqa: E402
+from service.contract import schemas  # noqa: E402
+from service.contract.errors import BuildNotFound  # noqa: E402
+from service.runtime import db  # noqa: E402
 
 RUNS = int(os.environ.get("PLANS_RUNS", 200))
 TARGET_MS = 20.0
@@ -225,7 +229,7 @@ PROPOSALS = """\
   are where p99 goes over 20 ms; their count plan also flips between a BitmapOr of the
   trigram indexes and a (parallel) seq scan with the statistics sample (ILIKE '%x%'
   estimates are rough), 20-70 ms either way at 100k builds. Proposed (not done here:
-  service/build_queries.py): keep an exact count but cache `total` per normalised filter in
+  service/builds/queries.py): keep an exact count but cache `total` per normalised filter in
   Valkey for ~30 s, or cap it (`SELECT count(*) FROM (SELECT 1 ... LIMIT 10001)`, contract:
   "10000+"); skip the page query when `offset >= total`.
 * **Deep pages** walk OFFSET rows through the index and the heap (page 1000 x 20 = 20k rows,
@@ -322,7 +326,7 @@ async def main() -> None:
     url = os.environ.get("PLANS_DATABASE_URL")
     pg = None
     if not url:
-        from service import embedded
+        from service.runtime import embedded
 
         pg, url = await asyncio.to_thread(
             embedded.start_postgres, ROOT / ".data" / "pg", "myashes_plans"

@@ -9,7 +9,7 @@ import time
 
 import asyncpg
 
-from service.gamedata import CLASS_MATRIX, TEMPLATES
+from service.contract.gamedata import CLASS_MATRIX, TEMPLATES
 
 BUILDS = int(os.environ.get("PLANS_BUILDS", 100_000))
 VOTES = int(os.environ.get("PLANS_VOTES", 1_000_000))

@@ -11,8 +11,8 @@ from pathlib import Path
 import asyncpg
 from redis.asyncio import Redis
 
-from service import db
-from service.gamedata import ARCHETYPES, RACES, class_for
+from service.contract.gamedata import ARCHETYPES, RACES, class_for
+from service.runtime import db
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = (
@@ -29,7 +29,7 @@ def prepared(ids_file: Path) -> Iterator[tuple[str, str]]:
     valkey_url = os.environ.get("VALKEY_URL")
     servers = None
     if not database_url or not valkey_url:
-        from service import embedded
+        from service.runtime import embedded
 
         servers = embedded.start(ROOT / ".data", database="myashes_bench")
         database_url, valkey_url = servers.database_url, servers.valkey_url

@@ -10,10 +10,10 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from service import db
 from service.config import Settings, SettingsError
-from service.logs import setup_logging
-from service.metrics_dir import metrics_dir
+from service.runtime import db
+from service.telemetry.logs import setup_logging
+from service.telemetry.metrics_dir import metrics_dir
 
 log = logging.getLogger("myashes")
 
@@ -26,7 +26,7 @@ def stores(settings: Settings) -> Iterator[Settings]:
         return
     if settings.env == "production":  # Settings refuses this already; belt and braces
         raise SettingsError("DATABASE_URL/VALKEY_URL: required in production")
-    from service import embedded
+    from service.runtime import embedded
 
     servers = embedded.start(settings.data_dir)
     try:
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     make.add_argument("name")
     args = parser.parse_args(argv)
     if args.command == "settings-table":  # documentation only: needs no valid environment
-        from service.settings_doc import settings_table
+        from service.runtime.settings_doc import settings_table
 
         print(settings_table(), end="")
         return 0

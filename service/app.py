@@ -7,11 +7,12 @@ from typing import Any
 from sanic import Sanic
 from sanic_ext import Extend
 
-from service import __version__, errors, observe, ratelimit, resources, sessions, validation
+from service import __version__, resources
 from service.config import Settings
 from service.ctx import ApiRequest, App, Ctx
 from service.handlers import register as register_handlers
-from service.logs import setup_logging
+from service.http import errors, observe, ratelimit, sessions, validation
+from service.telemetry.logs import setup_logging
 
 EXPOSED_HEADERS = (
     "X-Session-ID",

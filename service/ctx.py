@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from aggregators.search import SearchAggregator
     from aggregators.views import CachedView
     from aggregators.votes import VoteAggregator
-    from service.schemas import BuildListItem
-    from service.worker_metrics import WorkerMetrics
+    from service.contract.schemas import BuildListItem
+    from service.telemetry.worker_metrics import WorkerMetrics
 
 
 class Ctx:

@@ -11,9 +11,11 @@ from redis.asyncio import Redis
 from aggregators.popular import PopularQueries
 from aggregators.search import SearchAggregator
 from aggregators.votes import VoteAggregator
-from service import db, observe, popular_builds
+from service.builds import popular as popular_builds
 from service.config import SettingsError
-from service.ctx import App
+from service.ctx import App, Ctx
+from service.runtime import db
+from service.telemetry.worker_metrics import WorkerMetrics, log_worker_stopped
 
 log = logging.getLogger("myashes.resources")
 
@@ -40,7 +42,7 @@ async def open_resources(app: App) -> None:
         )
     stack = ctx.stack
     # Pushed first, so it runs last: after the final flush (metrics, summary line).
-    stack.callback(observe.worker_stopped, ctx)
+    stack.callback(_worker_stopped, ctx)
     ctx.db = await db.open_orm(
         settings.database_url, pool_min=settings.db_pool_min, pool_max=settings.db_pool_max
     )
@@ -62,8 +64,20 @@ async def open_resources(app: App) -> None:
         aggregator.start()
         # Final flush on stop, before the stores close (the stack unwinds in reverse).
         stack.push_async_callback(aggregator.stop, settings.final_flush_timeout_s)
-    observe.worker_started(ctx)
+    if settings.metrics_enabled:
+        # Its exporter is stopped first at unwind; its final counts go in at _worker_stopped.
+        ctx.metrics = WorkerMetrics(ctx.db, (ctx.search, ctx.votes))
+        ctx.metrics.start()
+        stack.push_async_callback(ctx.metrics.stop)
     log.info("worker resources open")
+
+
+def _worker_stopped(ctx: Ctx) -> None:
+    """Last step of a worker's stop, after the final flush: final counts, one summary line."""
+    if ctx.metrics is not None:
+        ctx.metrics.close()
+    aggregators = (getattr(ctx, "search", None), getattr(ctx, "votes", None))
+    log_worker_stopped([a for a in aggregators if a is not None])
 
 
 async def mark_shutting_down(app: App) -> None:

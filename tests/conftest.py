@@ -17,10 +17,10 @@ from asgi_lifespan import LifespanManager
 from redis.asyncio import Redis
 from sanic import Sanic
 
-from service import db
 from service.app import create_app
 from service.config import Settings
 from service.ctx import App
+from service.runtime import db
 from tests.apps import serving
 
 Sanic.test_mode = True
@@ -58,7 +58,7 @@ def stores() -> Iterator[Stores]:
     valkey_url = os.environ.get("TEST_VALKEY_URL") or None
     embedded = None
     if database_url is None or valkey_url is None:
-        from service import embedded as embedded_servers
+        from service.runtime import embedded as embedded_servers
 
         embedded = embedded_servers.start(ROOT / ".data", database="myashes_test")
         database_url = database_url or embedded.database_url

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import httpx
 import pytest
 
-from service import ids
+from service.contract import ids
 from tests.factories import (
     API,
     BUILD_ID_RE,

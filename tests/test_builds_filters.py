@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from service.builds import seed_templates
+from service.builds.store import seed_templates
 from tests.factories import create_build, list_builds, new_session
 
 

@@ -7,8 +7,8 @@ from datetime import datetime
 import httpx
 import pytest
 
-from service.builds import seed_templates
-from service.gamedata import TEMPLATES
+from service.builds.store import seed_templates
+from service.contract.gamedata import TEMPLATES
 from tests.factories import (
     API,
     add_votes,

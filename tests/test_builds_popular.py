@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from aggregators import keys
-from service.builds import seed_templates
-from service.gamedata import TEMPLATES
+from service.builds.store import seed_templates
+from service.contract.gamedata import TEMPLATES
 from tests.conftest import ROOT, Stores
 from tests.factories import (
     API,

@@ -76,7 +76,7 @@ def test_connection_budget() -> None:
         f"{settings.db_pool_max} pool = {used} > {max_connections} - {headroom}"
     )
     # The headroom holds what runs beside the pods: reserved slots, the migration Job
-    # (pool of 2, service/db.py migrate()), admin sessions, and one pod still draining.
+    # (pool of 2, service/runtime/db.py migrate()), admin sessions, and one pod still draining.
     assert headroom >= 3 + 2 + 10 + settings.workers * settings.db_pool_max
     documented = re.search(
         r"maxReplicaCount (\d+) \+ rolling-update maxSurge (\d+)\) x WORKERS (\d+) x "

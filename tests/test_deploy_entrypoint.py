@@ -21,12 +21,12 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
-from service import entrypoint
 from service.config import Settings
+from service.runtime import entrypoint
 from tests.conftest import Stores
 from tests.deploy.manifests import ROOT, SETTINGS_ENV
 
-ENTRYPOINT = [sys.executable, "-m", "service.entrypoint"]
+ENTRYPOINT = [sys.executable, "-m", "service.runtime.entrypoint"]
 
 
 def clean_env(**overrides: str) -> dict[str, str]:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from service import entrypoint
 from service.config import Settings
+from service.runtime import entrypoint
 from tests.deploy.manifests import (
     ROOT,
     SECRET_VALUES,
@@ -81,10 +81,10 @@ def test_dockerfile_shape() -> None:
         int(user) == one("Deployment")["spec"]["template"]["spec"]["securityContext"]["runAsUser"]
     )
     assert final["STOPSIGNAL"] == "SIGTERM"
-    assert json.loads(final["ENTRYPOINT"]) == ["python", "-m", "service.entrypoint"]
+    assert json.loads(final["ENTRYPOINT"]) == ["python", "-m", "service.runtime.entrypoint"]
     cmd = json.loads(final["CMD"])  # exec form: JSON array
     entrypoint._parser().parse_args(cmd)
-    assert "service.entrypoint healthcheck" in final["HEALTHCHECK"].replace('", "', " ")
+    assert "service.runtime.entrypoint healthcheck" in final["HEALTHCHECK"].replace('", "', " ")
     assert "CMD [" in final["HEALTHCHECK"]
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from service import entrypoint
+from service.runtime import entrypoint
 from tests.deploy.manifests import (
     BUILTIN,
     CRD_SCHEMAS,

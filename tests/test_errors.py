@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from service.builds import seed_templates
-from service.gamedata import TEMPLATES
+from service.builds.store import seed_templates
+from service.contract.gamedata import TEMPLATES
 from tests.factories import (
     API,
     create_build,

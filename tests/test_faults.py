@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from aggregators import keys
-from service.db import credentials
+from service.runtime.db import credentials
 from tests.faults import TcpProxy
 
 SESSION = "sess_" + "d" * 24

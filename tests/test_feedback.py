@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from service import ids
+from service.contract import ids
 from tests.factories import API, SESSION_RE, TIMESTAMP_RE, headers, new_session, validation
 
 FEEDBACK_ID_RE = re.compile(r"^f_[0-9a-f]{8}$")

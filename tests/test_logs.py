@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from service.app import create_app
-from service.logs import hash_session
+from service.telemetry.logs import hash_session
 from tests.apps import serving
 from tests.conftest import Stores, clean_stores, make_settings
 from tests.factories import API, headers, new_session

@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from service import metrics
 from service.app import create_app
-from service.db import credentials
+from service.runtime.db import credentials
+from service.telemetry import metrics
 from tests.apps import serving
 from tests.conftest import Stores, clean_stores, make_settings
 from tests.factories import API, create_build, headers, new_session

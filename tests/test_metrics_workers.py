@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from service.config import Settings
-from service.metrics_dir import PREFIX, metrics_dir, sweep_stale_temp_dirs
+from service.telemetry.metrics_dir import PREFIX, metrics_dir, sweep_stale_temp_dirs
 from tests.conftest import Stores, clean_stores
 from tests.factories import API
 from tests.scrape import Scrape, scrape
@@ -25,7 +25,7 @@ from tests.test_metrics import DURATION_COUNT, REQUESTS, SEARCH_ROUTE, search
 
 _WORKER = """
 import sys
-from service import metrics
+from service.telemetry import metrics
 events = int(sys.argv[1])
 metrics.WORKERS.set(1)
 metrics.AGG_ACCEPTED.labels("search").inc(events)
@@ -34,7 +34,9 @@ print("ready", flush=True)
 if sys.argv[2] == "stay":
     sys.stdin.read()  # alive until the test closes stdin
 """
-_RENDER = "import sys; from service import metrics; sys.stdout.write(metrics.render().decode())"
+_RENDER = (
+    "import sys; from service.telemetry import metrics; sys.stdout.write(metrics.render().decode())"
+)
 
 
 def test_multiprocess_sums_live_workers_and_drops_crashed_ones(tmp_path):

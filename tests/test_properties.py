@@ -10,10 +10,16 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from aggregators.normalise import MAX_LENGTH, normalise_query
-from service import schemas
-from service.builds import average
-from service.gamedata import ARCHETYPES, CLASS_MATRIX, CLASS_NAMES, class_for, classes_matching
-from service.rate_counter import seconds_until_allowed
+from service.contract import schemas
+from service.contract.formats import average
+from service.contract.gamedata import (
+    ARCHETYPES,
+    CLASS_MATRIX,
+    CLASS_NAMES,
+    class_for,
+    classes_matching,
+)
+from service.http.rate_counter import seconds_until_allowed
 
 QUICK = settings(max_examples=300, deadline=None)
 WHITESPACE = " \t\n\r\x0b\x0c\u00a0\u2003\u3000"

@@ -6,7 +6,7 @@ import re
 from dataclasses import fields
 
 from service.config import Settings
-from service.settings_doc import DOCS, settings_table
+from service.runtime.settings_doc import DOCS, settings_table
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text()

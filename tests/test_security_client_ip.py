@@ -7,8 +7,8 @@ from typing import Any
 import httpx
 import pytest
 
-from service.client_ip import ClientIp
 from service.ctx import App
+from service.http.client_ip import ClientIp
 from tests.factories import API
 
 TRUSTED = ClientIp(["10.0.0.0/8", "fd00::/8"])

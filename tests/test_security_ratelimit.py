@@ -11,9 +11,9 @@ from limits import RateLimitItemPerMinute
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from prometheus_client import REGISTRY
 
-from service import ratelimit
 from service.ctx import App
-from service.rate_counter import KEY_PREFIX, RateCounter
+from service.http import ratelimit
+from service.http.rate_counter import KEY_PREFIX, RateCounter
 from tests.conftest import Stores, clean_stores
 from tests.factories import API, SESSION_RE, build_body, error, headers, new_session
 from tests.server import ServerProcess

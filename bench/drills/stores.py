@@ -18,7 +18,7 @@ import asyncpg
 from redis.asyncio import Redis
 
 from bench.stores import seed_builds
-from service import db
+from service.runtime import db
 from tests.faults import TcpProxy
 from tests.server import free_port
 
@@ -80,7 +80,7 @@ class EmbeddedDrillStores(DrillStores):
         self._valkey: Any = None
 
     async def open(self) -> None:
-        from service import embedded
+        from service.runtime import embedded
 
         DATA.mkdir(parents=True, exist_ok=True)
         self._pg, url = await asyncio.to_thread(embedded.start_postgres, DATA / "pg", DATABASE)

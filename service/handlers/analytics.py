@@ -9,14 +9,16 @@ from sanic import Blueprint, HTTPResponse
 
 from aggregators.normalise import normalise_query
 from aggregators.search import SearchEvent
-from service import metrics, ratelimit, schemas
+from service.contract import schemas
+from service.contract.errors import ServiceUnavailable, ValidationFailed
+from service.contract.gamedata import SEARCH_MODES
 from service.ctx import ApiRequest
-from service.docs import doc
-from service.errors import ServiceUnavailable, ValidationFailed
-from service.gamedata import SEARCH_MODES
-from service.responses import json_response
-from service.sessions import session_of
-from service.validation import decode_body, parse_query
+from service.http import ratelimit
+from service.http.docs import doc
+from service.http.responses import json_response
+from service.http.sessions import session_of
+from service.http.validation import decode_body, parse_query
+from service.telemetry import metrics
 
 
 def mode_of(value: str) -> schemas.SearchMode:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from sanic import Blueprint, HTTPResponse
 
-from service import build_queries, builds, docs, metrics, ratelimit, schemas
+from service.builds import queries as build_queries
+from service.builds import store as builds
+from service.builds.popular import popular
+from service.contract import schemas
 from service.ctx import ApiRequest
-from service.docs import doc
-from service.popular_builds import popular
-from service.responses import json_response
-from service.sessions import session_of
-from service.validation import decode_body, parse_query
+from service.http import docs, ratelimit
+from service.http.docs import doc
+from service.http.responses import json_response
+from service.http.sessions import session_of
+from service.http.validation import decode_body, parse_query
+from service.telemetry import metrics
 
 
 @doc(

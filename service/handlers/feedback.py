@@ -5,14 +5,16 @@ from __future__ import annotations
 from sanic import Blueprint, HTTPResponse
 
 from models import Feedback
-from service import metrics, ratelimit, schemas
-from service.builds import iso
+from service.contract import schemas
+from service.contract.formats import iso
+from service.contract.ids import create_with_fresh_id
 from service.ctx import ApiRequest
-from service.docs import doc
-from service.ids import create_with_fresh_id
-from service.responses import json_response
-from service.sessions import session_of
-from service.validation import decode_body
+from service.http import ratelimit
+from service.http.docs import doc
+from service.http.responses import json_response
+from service.http.sessions import session_of
+from service.http.validation import decode_body
+from service.telemetry import metrics
 
 
 @doc(

@@ -9,11 +9,13 @@ from typing import Any
 
 from sanic import Blueprint, HTTPResponse
 
-from service import __version__, metrics, schemas
+from service import __version__
+from service.contract import schemas
+from service.contract.errors import ServiceUnavailable
 from service.ctx import ApiRequest, App, Ctx
-from service.docs import doc
-from service.errors import ServiceUnavailable
-from service.responses import json_response
+from service.http.docs import doc
+from service.http.responses import json_response
+from service.telemetry import metrics
 
 CHECK_TIMEOUT_S = 2.0
 READY_RETRY_S = 5

@@ -6,10 +6,10 @@ import asyncio
 
 from sanic import Blueprint, HTTPResponse
 
-from service import metrics
 from service.ctx import ApiRequest
-from service.docs import doc
 from service.handlers.health import check_postgres, check_valkey
+from service.http.docs import doc
+from service.telemetry import metrics
 
 
 @doc(

@@ -10,7 +10,7 @@ from sanic_ext.extensions.openapi import openapi
 from sanic_ext.extensions.openapi.builders import SpecificationBuilder
 
 from service.ctx import ApiRequest
-from service.responses import json_response
+from service.http.responses import json_response
 
 
 def blueprint() -> Blueprint:

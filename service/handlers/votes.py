@@ -7,13 +7,16 @@ import asyncio
 from sanic import Blueprint, HTTPResponse
 
 from aggregators.votes import Outcome, VoteNotStored
-from service import builds, metrics, ratelimit, schemas
+from service.contract import schemas
+from service.contract.errors import AlreadyVoted, BuildNotFound, ServiceUnavailable, SessionRequired
+from service.contract.formats import average
 from service.ctx import ApiRequest
-from service.docs import doc
-from service.errors import AlreadyVoted, BuildNotFound, ServiceUnavailable, SessionRequired
-from service.responses import json_response
-from service.sessions import session_of, session_was_sent
-from service.validation import decode_body
+from service.http import ratelimit
+from service.http.docs import doc
+from service.http.responses import json_response
+from service.http.sessions import session_of, session_was_sent
+from service.http.validation import decode_body
+from service.telemetry import metrics
 
 RETRY_S = 2
 
@@ -47,7 +50,7 @@ async def vote(request: ApiRequest, build_id: str) -> HTTPResponse:
         raise BuildNotFound(build_id)
     if result.outcome is Outcome.DUPLICATE:
         raise AlreadyVoted(f"This session has already voted on build {build_id}")
-    avg = builds.average(result.rating_sum, result.vote_count)
+    avg = average(result.rating_sum, result.vote_count)
     out = schemas.VoteOut(
         build_id=build_id,
         your_rating=body.rating,

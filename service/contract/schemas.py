@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from service.errors import Problem, ValidationFailed
-from service.gamedata import ARCHETYPES, RACES
+from service.contract.errors import Problem, ValidationFailed
+from service.contract.gamedata import ARCHETYPES, RACES
 
 SearchMode = Literal["quick", "smart", "deep"]
 Sort = Literal["newest", "rating", "popular"]

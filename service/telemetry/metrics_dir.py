@@ -1,11 +1,12 @@
 """PROMETHEUS_MULTIPROC_DIR for `python -m service run`, set up before anything imports
 prometheus_client (it picks its storage at import, and the workers inherit the environment).
 
-Must not import prometheus_client (or service.metrics) itself.
+Must not import prometheus_client (or service.telemetry.metrics) itself.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -14,7 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from service.config import Settings
-from service.entrypoint import reset_metrics_dir
+
+log = logging.getLogger("myashes.metrics")
 
 VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 PREFIX = "myashes-metrics-"
@@ -28,6 +30,19 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True  # someone else's process
     return True
+
+
+def reset_metrics_dir(path: str | None) -> None:
+    """Remove stale prometheus multiprocess files (an emptyDir survives container restarts)."""
+    if not path:
+        return
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    stale = list(directory.glob("*.db"))  # only the client's own files, never a tree
+    for file in stale:
+        file.unlink(missing_ok=True)
+    if stale:
+        log.info("removed %d stale metrics files from %s", len(stale), directory)
 
 
 def sweep_stale_temp_dirs(root: Path | None = None) -> None:

@@ -11,10 +11,11 @@ from tortoise import connections
 from tortoise.transactions import in_transaction
 
 from models import Build
-from service import schemas
-from service.errors import BuildNotFound, NotOwner, TemplateReadOnly
-from service.gamedata import ANONYMOUS_AUTHOR, OFFICIAL_AUTHOR, TEMPLATES, class_for
-from service.ids import create_with_fresh_id
+from service.contract import schemas
+from service.contract.errors import BuildNotFound, NotOwner, TemplateReadOnly
+from service.contract.formats import average, iso
+from service.contract.gamedata import ANONYMOUS_AUTHOR, OFFICIAL_AUTHOR, TEMPLATES, class_for
+from service.contract.ids import create_with_fresh_id
 
 COLUMNS = (
     "build_id",
@@ -35,20 +36,6 @@ COLUMNS = (
 Row = Mapping[str, Any]
 _LOAD_SQL = f"SELECT {', '.join(COLUMNS)} FROM builds WHERE build_id = $1"  # noqa: S608 constants
 BUILD_ID = re.compile(r"b_[0-9a-f]{8}")
-
-
-def iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds")
-
-
-def average(rating_sum: int, vote_count: int) -> float | None:
-    """Average rating to one decimal, half up (4.25 -> 4.3); None without votes.
-
-    Integer arithmetic, so exact: floor(10 * sum / count + 1/2) / 10.
-    """
-    if vote_count <= 0:
-        return None
-    return ((20 * rating_sum + vote_count) // (2 * vote_count)) / 10
 
 
 def author(row: Row) -> str:

@@ -1,8 +1,8 @@
 """Container entrypoint: wait for PostgreSQL (bounded), migrate only when asked, exec the server.
 
-    python -m service.entrypoint run [--migrate] [--seed-templates] [WAIT]
-    python -m service.entrypoint migrate [--seed-templates] [WAIT]
-    python -m service.entrypoint healthcheck
+    python -m service.runtime.entrypoint run [--migrate] [--seed-templates] [WAIT]
+    python -m service.runtime.entrypoint migrate [--seed-templates] [WAIT]
+    python -m service.runtime.entrypoint healthcheck
     WAIT: [--wait-timeout S] [--max-attempts N]  (bound on waiting for PostgreSQL)
 
 `run` (the image's CMD) replaces this process with `python -m service run`, so the server is
@@ -25,11 +25,11 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 
-from service import db
 from service.config import Settings, SettingsError
-from service.logs import setup_logging
+from service.runtime import db
+from service.telemetry.logs import setup_logging
+from service.telemetry.metrics_dir import reset_metrics_dir
 
 log = logging.getLogger("myashes.entrypoint")
 
@@ -66,7 +66,7 @@ class WaitPolicy:
 
 def describe(database_url: str) -> str:
     """host:port/database for logs; never the user or password."""
-    from service.db import credentials
+    from service.runtime.db import credentials
 
     creds = credentials(database_url)
     return f"{creds['host']}:{creds['port']}/{creds['database']}"
@@ -75,7 +75,7 @@ def describe(database_url: str) -> str:
 async def _ping(database_url: str, timeout_s: float) -> None:
     import asyncpg
 
-    from service.db import credentials
+    from service.runtime.db import credentials
 
     creds = credentials(database_url)
     conn = await asyncpg.connect(
@@ -155,19 +155,6 @@ async def wait_for_postgres(database_url: str, policy: WaitPolicy) -> int:
         return attempt
 
 
-def reset_metrics_dir(path: str | None) -> None:
-    """Remove stale prometheus multiprocess files (an emptyDir survives container restarts)."""
-    if not path:
-        return
-    directory = Path(path)
-    directory.mkdir(parents=True, exist_ok=True)
-    stale = list(directory.glob("*.db"))  # only the client's own files, never a tree
-    for file in stale:
-        file.unlink(missing_ok=True)
-    if stale:
-        log.info("removed %d stale metrics files from %s", len(stale), directory)
-
-
 def healthcheck(settings: Settings) -> int:
     """GET /health/live on this container's port (Docker HEALTHCHECK; k8s uses its probes)."""
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host  # noqa: S104
@@ -201,7 +188,9 @@ def _parser() -> argparse.ArgumentParser:
     seed.add_argument(
         "--seed-templates", action="store_true", help="insert/refresh the official templates"
     )
-    parser = argparse.ArgumentParser(prog="python -m service.entrypoint", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m service.runtime.entrypoint", description=__doc__
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", parents=[wait, seed], help="wait, optionally migrate, exec server")
     run.add_argument("--migrate", action="store_true", help="apply migrations before serving")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from service.config import Settings, SettingsError
-from service.db import tortoise_config
+from service.runtime.db import tortoise_config
 
 
 def _load() -> dict[str, Any]:

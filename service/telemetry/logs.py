@@ -2,7 +2,7 @@
 
 Log lines never carry a raw session id: `hash_session()` gives a short, stable, one-way tag
 to correlate a session's requests. The request id of the request being handled (a
-contextvar set by service.observe) is added to every line logged while handling it.
+contextvar set by service.http.observe) is added to every line logged while handling it.
 Access lines (one per request) skip the logging machinery: `AccessLog` writes the same shape
 in ~3 us instead of ~13 us per line (measured), which matters at thousands of requests/s.
 """

@@ -88,7 +88,7 @@ async def prepare(database_url: str, *, migrations: bool = True, templates: bool
         applied = await migrate(database_url)
         log.info("migrations applied: %s", ", ".join(applied) or "none pending")
     if templates:
-        from service.builds import seed_templates  # builds imports the models: keep db light
+        from service.builds.store import seed_templates  # builds imports the models: keep db light
 
         await open_orm(database_url, pool_min=1, pool_max=2)
         try:

@@ -12,13 +12,11 @@ import contextlib
 import logging
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
 from aggregators.base import BatchingActor
-from service import metrics
-
-if TYPE_CHECKING:
-    from service.ctx import Ctx
+from service.telemetry import metrics
 
 SYNC_INTERVAL_S = 1.0
 _COUNTED = ("accepted", "flushed", "rejected", "failures")
@@ -67,12 +65,16 @@ class AggregatorExport:
 
 
 class WorkerMetrics:
-    """Started per worker once its aggregators run; stopped after their final flush."""
+    """Started per worker once its aggregators run; stopped after their final flush.
 
-    def __init__(self, ctx: Ctx) -> None:
-        self._ctx = ctx
+    `db` is the worker's Tortoise client (its asyncpg pool is sampled), `aggregators` the
+    worker's batching actors.
+    """
+
+    def __init__(self, db: Any, aggregators: Sequence[BatchingActor[Any, Any]]) -> None:
+        self._db = db
         now = time.monotonic()
-        self._aggregators = [AggregatorExport(a, now) for a in (ctx.search, ctx.votes)]
+        self._aggregators = [AggregatorExport(a, now) for a in aggregators]
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -96,7 +98,7 @@ class WorkerMetrics:
         metrics.http.drain()
         metrics.searches.drain()
         metrics.HTTP_IN_FLIGHT.set(len(metrics.INFLIGHT))
-        pool = getattr(self._ctx.db, "_pool", None)  # asyncpg.Pool behind Tortoise's client
+        pool = getattr(self._db, "_pool", None)  # asyncpg.Pool behind Tortoise's client
         if pool is not None:
             metrics.DB_POOL_IN_USE.set(pool.get_size() - pool.get_idle_size())
             metrics.DB_POOL_MAX.set(pool.get_max_size())
@@ -116,3 +118,23 @@ class WorkerMetrics:
         metrics.http.drain()
         metrics.searches.drain()
         metrics.mark_dead(os.getpid())
+
+
+def log_worker_stopped(aggregators: Sequence[BatchingActor[Any, Any]]) -> None:
+    """One summary line per worker after its final flush; WARNING when events were left."""
+    summary = {
+        a.name: {
+            "accepted": a.stats.accepted,
+            "flushed": a.stats.flushed,
+            "rejected": a.stats.rejected,
+            "failures": a.stats.failures,
+            "pending": a.depth,
+        }
+        for a in aggregators
+    }
+    pending = sum(a["pending"] for a in summary.values())
+    logging.getLogger("myashes.worker").log(
+        logging.WARNING if pending else logging.INFO,
+        "worker stopped",
+        extra={"aggregators": summary, "pending": pending},
+    )

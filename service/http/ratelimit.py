@@ -2,7 +2,7 @@
 
 The contract's categories (create build, vote, feedback, analytics record, any API GET) are
 checked per session, then per client IP (RATE_LIMIT_IP_MULTIPLIER x the session's numbers),
-in one script call (service.rate_counter). A request without a client-sent session is
+in one script call (service.http.rate_counter). A request without a client-sent session is
 counted per IP only (a fresh session has no history). A request its session's limit refuses
 is not counted against the IP, so one noisy session does not use up its neighbours' budget.
 When Valkey cannot be asked, requests pass unchecked (fail open): counted in
@@ -21,12 +21,12 @@ from limits import RateLimitItem, RateLimitItemPerMinute
 from prometheus_client import Counter
 from sanic.response import BaseHTTPResponse
 
-from service.client_ip import ClientIp
 from service.config import Settings
+from service.contract.errors import RateLimited
 from service.ctx import ApiRequest, App
-from service.errors import RateLimited
-from service.rate_counter import Check, RateCounter, Window
-from service.sessions import session_of, session_was_sent
+from service.http.client_ip import ClientIp
+from service.http.rate_counter import Check, RateCounter, Window
+from service.http.sessions import session_of, session_was_sent
 
 BUILD_CREATE, VOTE, FEEDBACK, ANALYTICS, READ = (
     "build_create",

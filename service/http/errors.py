@@ -1,14 +1,6 @@
 """Every error the API returns, in one shape: {error, message, status[, details]}.
 
-AppError subclasses (code → status):
-    ValidationFailed   validation_error    422
-    SessionRequired    session_required    400
-    NotOwner           not_owner           403
-    TemplateReadOnly   template_read_only  403
-    BuildNotFound      build_not_found     404
-    AlreadyVoted       already_voted       409
-    RateLimited        rate_limited        429  (Retry-After)
-    ServiceUnavailable service_unavailable 503  (Retry-After)
+Our own errors are the AppError tree of service.contract.errors (code and status on each class).
 Sanic's own errors map to not_found 404, method_not_allowed 405, payload_too_large 413,
 request_header_fields_too_large 431, request_timeout 408 (headers or body too slow),
 bad_request 400; an unreachable store is service_unavailable 503;
@@ -20,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from http import HTTPStatus
-from typing import Any, TypedDict
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -29,76 +21,9 @@ from sanic import HTTPResponse, Request, Sanic
 from sanic import exceptions as sanic_exc
 from tortoise.exceptions import DBConnectionError
 
+from service.contract.errors import AppError, Problem
+
 log = logging.getLogger("myashes.errors")
-
-
-class Problem(TypedDict):
-    field: str
-    problem: str
-
-
-class AppError(Exception):
-    code = "internal_error"
-    status = 500
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        details: list[Problem] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.details = details
-        self.headers = dict(headers or {})
-
-
-class ValidationFailed(AppError):
-    code, status = "validation_error", 422
-
-    @classmethod
-    def field(cls, field: str, problem: str) -> ValidationFailed:
-        return cls(f"{field}: {problem}", details=[{"field": field, "problem": problem}])
-
-
-class SessionRequired(AppError):
-    code, status = "session_required", 400
-
-
-class NotOwner(AppError):
-    code, status = "not_owner", 403
-
-
-class TemplateReadOnly(AppError):
-    code, status = "template_read_only", 403
-
-
-class BuildNotFound(AppError):
-    code, status = "build_not_found", 404
-
-    def __init__(self, build_id: str) -> None:
-        super().__init__(f"Build {build_id} not found")
-
-
-class AlreadyVoted(AppError):
-    code, status = "already_voted", 409
-
-
-class RetryLater(AppError):
-    """An error the client should retry after `retry_after` seconds."""
-
-    def __init__(self, message: str, *, retry_after: int, **kwargs: Any) -> None:
-        headers = {"Retry-After": str(max(1, retry_after)), **kwargs.pop("headers", {})}
-        super().__init__(message, headers=headers, **kwargs)
-
-
-class RateLimited(RetryLater):
-    code, status = "rate_limited", 429
-
-
-class ServiceUnavailable(RetryLater):
-    code, status = "service_unavailable", 503
 
 
 _SANIC_CODES: tuple[tuple[type[Exception], str], ...] = (

@@ -8,9 +8,9 @@ from tortoise import connections
 from tortoise.filters import escape_like
 
 from models import Build
-from service import schemas
-from service.builds import COLUMNS, to_build, to_item
-from service.gamedata import classes_matching
+from service.builds.store import COLUMNS, to_build, to_item
+from service.contract import schemas
+from service.contract.gamedata import classes_matching
 
 # Every order ends with build_id: unique, so pages never repeat or skip a build.
 ORDERS: dict[str, str] = {

@@ -1,5 +1,5 @@
 """Observation: per request a request id (accepted or generated, always echoed), one JSON
-access line and the HTTP metrics; per worker the metrics exporter and a summary line at stop.
+access line and the HTTP metrics.
 
 Two middlewares in total, chosen once at registration: with METRICS_ENABLED=false the metrics
 code is not on the request path at all (DESIGN rule 9: measure before adding to the hot path).
@@ -7,18 +7,16 @@ code is not on the request path at all (DESIGN rule 9: measure before adding to 
 
 from __future__ import annotations
 
-import logging
 import re
 import secrets
 import time
 
 from sanic.response import BaseHTTPResponse
 
-from service import metrics
-from service.ctx import ApiRequest, App, Ctx
-from service.logs import REQUEST_ID, AccessLog, hash_session
-from service.sessions import session_of
-from service.worker_metrics import WorkerMetrics
+from service.ctx import ApiRequest, App
+from service.http.sessions import session_of
+from service.telemetry import metrics
+from service.telemetry.logs import REQUEST_ID, AccessLog, hash_session
 
 HEADER = "X-Request-ID"
 # Ids from proxies and clients: UUIDs, hex, base64(url) tokens. Anything else is replaced.
@@ -28,7 +26,6 @@ PRIORITY = 1_000_000
 CLIENT_CLOSED = 499  # nginx's "client closed request": not a server error
 
 access_log = AccessLog("myashes.access")
-log = logging.getLogger("myashes.worker")
 
 
 def request_id_of(request: ApiRequest) -> str:
@@ -110,34 +107,3 @@ def register(app: App) -> None:
 
     app.middleware(begin_measured, "request", priority=PRIORITY)
     app.middleware(end_measured, "response", priority=PRIORITY)
-
-
-def worker_started(ctx: Ctx) -> None:
-    """Once the worker's aggregators run: its metrics exporter (stopped first at unwind)."""
-    if ctx.settings.metrics_enabled:
-        ctx.metrics = WorkerMetrics(ctx)
-        ctx.metrics.start()
-        ctx.stack.push_async_callback(ctx.metrics.stop)
-
-
-def worker_stopped(ctx: Ctx) -> None:
-    """Last step of a worker's stop, after the final flush: final counts, one summary line."""
-    if ctx.metrics is not None:
-        ctx.metrics.close()
-    aggregators = {
-        a.name: {
-            "accepted": a.stats.accepted,
-            "flushed": a.stats.flushed,
-            "rejected": a.stats.rejected,
-            "failures": a.stats.failures,
-            "pending": a.depth,
-        }
-        for a in (getattr(ctx, "search", None), getattr(ctx, "votes", None))
-        if a is not None
-    }
-    pending = sum(a["pending"] for a in aggregators.values())
-    log.log(
-        logging.WARNING if pending else logging.INFO,
-        "worker stopped",
-        extra={"aggregators": aggregators, "pending": pending},
-    )

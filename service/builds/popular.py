@@ -17,8 +17,8 @@ from tortoise import connections
 from aggregators import keys
 from aggregators.views import CachedView, Snapshot
 from models import Build
-from service import schemas
-from service.builds import COLUMNS, to_item
+from service.builds.store import COLUMNS, to_item
+from service.contract import schemas
 
 PERIODS: dict[str, timedelta | None] = {
     "day": timedelta(days=1),

@@ -2,7 +2,7 @@
 
 sanic-ext's @validate would parse JSON and then convert it again (two passes); DESIGN rule 9
 keeps the hot path to one decode, so bodies are decoded straight into msgspec Structs here.
-The same Structs document the API through sanic-ext's OpenAPI (see service.docs).
+The same Structs document the API through sanic-ext's OpenAPI (see service.http.docs).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from sanic.asgi import ASGIApp
 from sanic.exceptions import PayloadTooLarge
 from sanic_routing import Route
 
+from service.contract.errors import Problem, ValidationFailed
 from service.ctx import ApiRequest, App
-from service.errors import Problem, ValidationFailed
 
 T = TypeVar("T")
 

@@ -8,8 +8,8 @@ a restart never double counts. Without the variable (in-process tests) the defau
 is rendered as it is.
 
 Hot path: requests and searches are tallied in plain ints and moved into the shared series
-by the worker's sync (service.worker_metrics: every second, before a scrape, at stop), like
-the aggregators' own counts.
+by the worker's sync (service.telemetry.worker_metrics: every second, before a scrape, at
+stop), like the aggregators' own counts.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import re
 import weakref
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import (
     REGISTRY,
@@ -33,11 +33,8 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
-from service.gamedata import FEEDBACK_RATINGS, SEARCH_MODES
-from service.tallies import HttpTally, Tally
-
-if TYPE_CHECKING:
-    from service.ctx import ApiRequest
+from service.contract.gamedata import FEEDBACK_RATINGS, SEARCH_MODES
+from service.telemetry.tallies import HttpTally, Tally
 
 # prometheus_client chose its value class from this variable when it was imported (above).
 MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
@@ -148,7 +145,7 @@ DB_POOL_MAX = Gauge(
 )
 
 # Requests being handled in this process; weak, so a cancelled request drops out by itself.
-INFLIGHT: weakref.WeakSet[ApiRequest] = weakref.WeakSet()
+INFLIGHT: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 http = HttpTally(HTTP_REQUESTS, HTTP_DURATION, METHODS)

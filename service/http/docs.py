@@ -25,7 +25,7 @@ from sanic_ext.extensions.openapi.definitions import (
 )
 from sanic_ext.extensions.openapi.types import Schema
 
-from service import schemas
+from service.contract import schemas
 
 F = TypeVar("F", bound=Callable[..., Any])
 
