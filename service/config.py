@@ -93,6 +93,9 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     # Observability.
     metrics_enabled: bool = True
+    # Monitoring: each worker checks PostgreSQL and Valkey this often in the background;
+    # /health/ready and /metrics answer from the latest result.
+    health_check_interval_s: float = field(default=2.0, metadata={"min": 0.05, "max": 60.0})
     # Registers /_bench/noop (GET and POST): the no-op ceiling benchmarks compare against.
     bench_endpoints: bool = False
     prometheus_multiproc_dir: str | None = None

@@ -11,7 +11,7 @@ class TcpProxy:
     """Forwards 127.0.0.1:<port> to a TCP (host, port) or unix-socket target.
 
     `cut()` drops every open connection and refuses new ones (the store looks down);
-    `restore()` lets connections through again.
+    `restore()` lets connections through again. `sent` counts the bytes clients sent on.
     """
 
     def __init__(self, host: str | None = None, port: int | None = None, unix: str | None = None):
@@ -20,6 +20,7 @@ class TcpProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self.down = False
         self.port = 0
+        self.sent = 0
 
     @classmethod
     def for_postgres(cls, credentials: dict[str, object]) -> TcpProxy:
@@ -27,6 +28,11 @@ class TcpProxy:
         if host.startswith("/"):
             return cls(unix=str(Path(host) / f".s.PGSQL.{credentials['port']}"))
         return cls(host=host, port=int(str(credentials["port"])))
+
+    @classmethod
+    def for_valkey(cls, url: str) -> TcpProxy:
+        host, _, port = url.removeprefix("redis://").partition("/")[0].rpartition(":")
+        return cls(host=host, port=int(port))
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -50,11 +56,17 @@ class TcpProxy:
             writer.close()
             return
         self._writers.update((writer, up_writer))
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        await asyncio.gather(
+            self._pipe(reader, up_writer, upstream=True), self._pipe(up_reader, writer)
+        )
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, upstream: bool = False
+    ) -> None:
         try:
             while data := await reader.read(65536):
+                if upstream:
+                    self.sent += len(data)
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):

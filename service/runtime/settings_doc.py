@@ -45,6 +45,8 @@ DOCS: dict[str, str] = {
     "it asks Valkey again after this long",
     "trusted_proxies": "comma-separated CIDRs whose X-Forwarded-For is believed",
     "metrics_enabled": "serve /metrics and count requests",
+    "health_check_interval_s": "each worker checks PostgreSQL and Valkey this often in the "
+    "background; /health/ready and /metrics answer from the latest check",
     "bench_endpoints": "register /_bench/noop (benchmark ceiling)",
     "prometheus_multiproc_dir": "prometheus multiprocess dir; unset: a temp dir per server run",
 }
