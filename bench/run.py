@@ -14,7 +14,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import flushpath, stores  # noqa: E402
+from tests.debian import debian_tool  # noqa: E402
 from tests.server import ServerProcess  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -49,12 +49,7 @@ class Result:
 
 
 def find_wrk() -> str:
-    wrk = shutil.which("wrk")
-    if wrk is None and shutil.which("apt-get") and os.geteuid() == 0:
-        subprocess.run(
-            ["apt-get", "install", "-y", "-q", "wrk"], check=True, stdout=subprocess.DEVNULL
-        )
-        wrk = shutil.which("wrk")
+    wrk = debian_tool("wrk", "wrk")
     if wrk is None:
         raise SystemExit("wrk not found: install it (Debian: apt-get install wrk)")
     return wrk

@@ -24,6 +24,7 @@ from service.http.observe import is_operational
 from service.http.ratelimit import SCOPES, rules
 from service.runtime.db import credentials
 from service.telemetry import metrics
+from service.telemetry.dependencies import Check, DependencyMonitor
 from tests.apps import serving
 from tests.conftest import Stores, clean_stores, make_settings
 from tests.factories import API, create_build, new_session
@@ -215,6 +216,43 @@ async def test_readiness_and_gauges_follow_the_background_check(
         await eventually(lambda: ready(200), "readiness never came back")
         await eventually(lambda: up("postgres", 1), "postgres gauge never went back to 1")
         await eventually(lambda: up("valkey", 1), "valkey gauge never went back to 1")
+        # A hung PostgreSQL (connections open, no answers): a cancelled query takes ~30 s to
+        # unwind there, the check still reports within its 2 s timeout.
+        postgres.stall()
+        await eventually(lambda: ready(503), "readiness never saw PostgreSQL hang", 15)
+        assert (await client.get("/metrics")).status_code == 200
+        postgres.restore()
+        await eventually(lambda: ready(200), "readiness never came back after the stall", 60)
+
+
+async def test_a_probe_that_hangs_past_its_timeout_is_not_stacked():
+    calls, unwound, ended = 0, asyncio.Event(), asyncio.Event()
+
+    async def hangs() -> None:
+        nonlocal calls
+        calls += 1
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await unwound.wait()  # like a query cancelled on a hung connection
+            raise
+        finally:
+            ended.set()
+
+    async def answers() -> None:
+        pass
+
+    monitor = DependencyMonitor({"db": hangs, "cache": answers}, interval_s=60, timeout_s=0.05)
+    first = await monitor.check()
+    assert first == {"db": Check(False, None, "TimeoutError"), "cache": first["cache"]}
+    assert first["cache"].ok
+    second = await monitor.check()  # the first probe has not unwound: no second one
+    assert (second["db"], calls) == (Check(False, None, "TimeoutError"), 1)
+    unwound.set()
+    await ended.wait()  # the cancelled probe has ended
+    third = await monitor.check()
+    assert (third["db"].error, calls) == ("TimeoutError", 2)  # a new probe, timed out again
+    await monitor.stop()
 
 
 def api_routes(app: App) -> set[tuple[str, str]]:

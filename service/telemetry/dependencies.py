@@ -41,14 +41,45 @@ class Check:
 NOT_CHECKED = Check(ok=False, latency_ms=None, error="NotCheckedYet")
 
 
-async def _timed(probe: Probe, timeout_s: float) -> tuple[Check, float]:
-    start = time.perf_counter()
-    try:
-        await asyncio.wait_for(probe(), timeout_s)
-    except Exception as exc:  # any failure means "down" for a probe
-        return Check(False, None, type(exc).__name__), time.perf_counter() - start
-    elapsed = time.perf_counter() - start
-    return Check(True, round(elapsed * 1000, 2)), elapsed
+def _consume(task: asyncio.Task[object]) -> None:
+    """Retrieve a timed-out probe's outcome (no "exception was never retrieved" at exit)."""
+    if not task.cancelled():
+        task.exception()
+
+
+class _Probe:
+    """One dependency's probe. A probe that outlives its timeout is cancelled but never
+    awaited (a query cancelled on a hung connection can take 30 s to unwind); until it has
+    unwound, later checks report the dependency down at once instead of stacking probes."""
+
+    def __init__(self, probe: Probe) -> None:
+        self._probe = probe
+        self._task: asyncio.Task[object] | None = None
+
+    async def check(self, timeout_s: float) -> tuple[Check, float]:
+        previous = self._task
+        if previous is not None:
+            if not previous.done():
+                return Check(False, None, "TimeoutError"), timeout_s  # the last one still hangs
+            _consume(previous)
+        started = time.perf_counter()
+        self._task = task = asyncio.ensure_future(self._probe())
+        done, _ = await asyncio.wait({task}, timeout=timeout_s)
+        elapsed = time.perf_counter() - started
+        if not done:
+            task.cancel()
+            return Check(False, None, "TimeoutError"), elapsed
+        if task.cancelled():
+            return Check(False, None, "CancelledError"), elapsed
+        error = task.exception()
+        if error is not None:  # any failure means "down" for a probe
+            return Check(False, None, type(error).__name__), elapsed
+        return Check(True, round(elapsed * 1000, 2)), elapsed
+
+    def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task.add_done_callback(_consume)
 
 
 class DependencyMonitor:
@@ -57,7 +88,7 @@ class DependencyMonitor:
     def __init__(
         self, probes: Mapping[str, Probe], interval_s: float, timeout_s: float = CHECK_TIMEOUT_S
     ) -> None:
-        self._probes = dict(probes)
+        self._probes = {name: _Probe(probe) for name, probe in probes.items()}
         self.interval_s = interval_s
         self.timeout_s = timeout_s
         self.latest: dict[str, Check] = dict.fromkeys(self._probes, NOT_CHECKED)
@@ -70,9 +101,7 @@ class DependencyMonitor:
     async def check(self) -> dict[str, Check]:
         """Probe every dependency at once; the results become the latest (and the gauges)."""
         names = list(self._probes)
-        results = await asyncio.gather(
-            *(_timed(self._probes[name], self.timeout_s) for name in names)
-        )
+        results = await asyncio.gather(*(self._probes[n].check(self.timeout_s) for n in names))
         latest = {}
         for name, (check, elapsed) in zip(names, results, strict=True):
             latest[name] = check
@@ -94,6 +123,8 @@ class DependencyMonitor:
                 log.exception("dependency check failed")
 
     async def stop(self) -> None:
+        for probe in self._probes.values():
+            probe.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
