@@ -225,6 +225,28 @@ async def test_readiness_and_gauges_follow_the_background_check(
         await eventually(lambda: ready(200), "readiness never came back after the stall", 60)
 
 
+async def test_concurrent_checks_share_the_probe_in_flight():
+    """A /health arriving during the background round waits for that probe, never reads it
+    as down."""
+    calls, answer = 0, asyncio.Event()
+
+    async def slow() -> None:
+        nonlocal calls
+        calls += 1
+        await answer.wait()
+
+    monitor = DependencyMonitor({"db": slow}, interval_s=60, timeout_s=30)
+    checks = [asyncio.create_task(monitor.check()) for _ in range(3)]
+    await asyncio.sleep(0)  # all three are waiting on the probe
+    answer.set()
+    results = await asyncio.gather(*checks)
+    assert calls == 1
+    assert all(r["db"].ok for r in results), results
+    assert (await monitor.check())["db"].ok
+    assert calls == 2  # a later check probes afresh
+    await monitor.stop()
+
+
 async def test_a_probe_that_hangs_past_its_timeout_is_not_stacked():
     calls, unwound, ended = 0, asyncio.Event(), asyncio.Event()
 

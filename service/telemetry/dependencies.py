@@ -48,25 +48,28 @@ def _consume(task: asyncio.Task[object]) -> None:
 
 
 class _Probe:
-    """One dependency's probe. A probe that outlives its timeout is cancelled but never
-    awaited (a query cancelled on a hung connection can take 30 s to unwind); until it has
-    unwound, later checks report the dependency down at once instead of stacking probes."""
+    """One dependency's probe, single flight: concurrent checks (the background round and a
+    /health) share the probe in flight. A probe that outlives its timeout is cancelled but
+    never awaited (a query cancelled on a hung connection can take 30 s to unwind); until it
+    has unwound, checks report the dependency down at once instead of stacking probes."""
 
     def __init__(self, probe: Probe) -> None:
         self._probe = probe
         self._task: asyncio.Task[object] | None = None
+        self._started = 0.0
 
     async def check(self, timeout_s: float) -> tuple[Check, float]:
-        previous = self._task
-        if previous is not None:
-            if not previous.done():
-                return Check(False, None, "TimeoutError"), timeout_s  # the last one still hangs
-            _consume(previous)
-        started = time.perf_counter()
-        self._task = task = asyncio.ensure_future(self._probe())
-        done, _ = await asyncio.wait({task}, timeout=timeout_s)
-        elapsed = time.perf_counter() - started
-        if not done:
+        task = self._task
+        if task is None or task.done():
+            if task is not None:
+                _consume(task)
+            self._started = time.perf_counter()
+            self._task = task = asyncio.ensure_future(self._probe())
+        remaining = self._started + timeout_s - time.perf_counter()
+        if remaining > 0:
+            await asyncio.wait({task}, timeout=remaining)
+        elapsed = time.perf_counter() - self._started
+        if not task.done():
             task.cancel()
             return Check(False, None, "TimeoutError"), elapsed
         if task.cancelled():
