@@ -25,7 +25,6 @@ from tests.factories import (
     validation,
 )
 
-NOW = datetime.now(UTC)
 DAY = timedelta(days=1)
 
 
@@ -44,6 +43,9 @@ async def popular_names(client: httpx.AsyncClient, **params: Any) -> list[str]:
 @pytest.fixture
 async def voted(client: httpx.AsyncClient, sql) -> dict[str, str]:
     """Builds with votes at known ages; tallies on builds match the votes inserted."""
+    # Taken here, not at import: the suite may reach this test minutes after collection,
+    # and edge_in sits 5 minutes inside the week.
+    now = datetime.now(UTC)
     await seed_templates()
     session = new_session()
     builds = {
@@ -52,18 +54,18 @@ async def voted(client: httpx.AsyncClient, sql) -> dict[str, str]:
     }
     ids = {name: b["build_id"] for name, b in builds.items()}
     for name, age in (("y", 3), ("w", 2), ("z", 1), ("edge_out", 5), ("edge_in", 4)):
-        await set_created_at(sql, [ids[name]], NOW - timedelta(days=60 + age))
-    await add_votes(sql, ids["x"], [5], at=NOW - timedelta(hours=1))
-    await add_votes(sql, ids["x"], [5, 5, 5, 5], at=NOW - 20 * DAY)
-    await add_votes(sql, ids["y"], [4, 4], at=NOW - 2 * DAY)
-    await add_votes(sql, ids["w"], [4, 4], at=NOW - 2 * DAY)
-    await add_votes(sql, ids["z"], [3, 3, 2], at=NOW - 3 * DAY)
-    await add_votes(sql, ids["old"], [5] * 6, at=NOW - 40 * DAY)
-    await add_votes(sql, ids["private"], [5] * 4, at=NOW - timedelta(hours=1))
-    await add_votes(sql, ids["edge_in"], [1], at=NOW - 7 * DAY + timedelta(minutes=5))
-    await add_votes(sql, ids["edge_out"], [1], at=NOW - 7 * DAY - timedelta(minutes=5))
+        await set_created_at(sql, [ids[name]], now - timedelta(days=60 + age))
+    await add_votes(sql, ids["x"], [5], at=now - timedelta(hours=1))
+    await add_votes(sql, ids["x"], [5, 5, 5, 5], at=now - 20 * DAY)
+    await add_votes(sql, ids["y"], [4, 4], at=now - 2 * DAY)
+    await add_votes(sql, ids["w"], [4, 4], at=now - 2 * DAY)
+    await add_votes(sql, ids["z"], [3, 3, 2], at=now - 3 * DAY)
+    await add_votes(sql, ids["old"], [5] * 6, at=now - 40 * DAY)
+    await add_votes(sql, ids["private"], [5] * 4, at=now - timedelta(hours=1))
+    await add_votes(sql, ids["edge_in"], [1], at=now - 7 * DAY + timedelta(minutes=5))
+    await add_votes(sql, ids["edge_out"], [1], at=now - 7 * DAY - timedelta(minutes=5))
     template = TEMPLATES[0].build_id
-    await add_votes(sql, template, [5, 5, 5], at=NOW - timedelta(hours=2))
+    await add_votes(sql, template, [5, 5, 5], at=now - timedelta(hours=2))
     ids["template"] = template
     return ids
 
@@ -220,14 +222,15 @@ async def test_seed_command_is_idempotent(stores: Stores, sql) -> None:
 
 async def test_popular_builds_of_a_period_are_a_cached_view(client, app, sql, valkey):
     """A period's ranking aggregates build_votes: it lives in Valkey, fresh for VIEW_FRESH_S."""
+    now = datetime.now(UTC)
     session = new_session()
     first = (await create_build(client, session, name="first"))["build_id"]
     second = (await create_build(client, session, name="second"))["build_id"]
-    await add_votes(sql, first, [3], at=NOW - timedelta(hours=1))
+    await add_votes(sql, first, [3], at=now - timedelta(hours=1))
     assert await popular_names(client, period="day") == ["first"]
     key = keys.popular_builds("day", False)
     assert 0 < await valkey.ttl(key) <= keys.VIEW_KEEP_S
-    await add_votes(sql, second, [5], at=NOW - timedelta(minutes=1))
+    await add_votes(sql, second, [5], at=now - timedelta(minutes=1))
     assert await popular_names(client, period="day") == ["first"]  # the fresh copy
     await valkey.delete(key)
     assert await popular_names(client, period="day") == ["second", "first"]
