@@ -207,7 +207,9 @@ def test_production_refuses_the_local_issuer_and_half_auth(
     environ: dict[str, str], message: str
 ) -> None:
     with pytest.raises(SettingsError) as caught:
-        Settings.from_env({"ENV": "production", "DATABASE_URL": PG, "VALKEY_URL": VALKEY, **environ})
+        Settings.from_env(
+            {"ENV": "production", "DATABASE_URL": PG, "VALKEY_URL": VALKEY, **environ}
+        )
     assert str(caught.value) == message
 
 
