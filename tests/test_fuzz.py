@@ -125,9 +125,8 @@ def test_every_operation(request: pytest.FixtureRequest, mode: GenerationMode, s
             unsatisfiable.append(operation.label)
         except Exception as exc:  # collect every operation's failure, then report them all
             failures[operation.label] = str(exc)[:3000]
-    print(
-        f"{mode.value} {schema}: {sum(statuses.values())} requests, statuses {sorted(statuses.items())}"
-    )
+    total = sum(statuses.values())
+    print(f"{mode.value} {schema}: {total} requests, statuses {sorted(statuses.items())}")
     assert len(labels) >= 15
     assert failures == {}
     assert len(unsatisfiable) <= len(labels) // 2
