@@ -17,6 +17,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -164,6 +165,53 @@ def settle(server: ServerProcess, db_url: str) -> None:
     asyncio.run(stores.vacuum(db_url))
 
 
+# Scenarios compared with each other are measured in alternating slices (A B B A ...): on a
+# shared machine the load moves between two back-to-back runs more than the difference.
+PAIRS = {"POST /analytics/search": BEARER}
+SLICES = 4
+
+
+def measure(wrk: str, server: ServerProcess, workers: int, names: list[str]) -> dict[str, Result]:
+    """Each named scenario for DURATION seconds in all (alternating slices for a pair)."""
+    scenarios = {s[0]: s for s in SCENARIOS}
+    slices = SLICES if len(names) > 1 else 1
+    seconds = max(2, DURATION // slices)
+    requests = dict.fromkeys(names, 0.0)
+    cpu = dict.fromkeys(names, 0.0)
+    latencies: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
+    errors = dict.fromkeys(names, 0)
+
+    def url_script(name: str) -> tuple[str, str | None, dict[str, str]]:
+        _, path, script, _ = scenarios[name]
+        return server.base_url + path, script, SCENARIO_ENV.get(name, {})
+
+    for name in names:
+        url, script, extra = url_script(name)
+        run_wrk(wrk, url, script, 2, **extra)  # warm-up
+    for i in range(slices):
+        for name in names if i % 2 == 0 else names[::-1]:
+            url, script, extra = url_script(name)
+            before = worker_cpu_s(server)
+            rps, p50, p99, failed = run_wrk(wrk, url, script, seconds, **extra)
+            cpu[name] += worker_cpu_s(server) - before
+            requests[name] += rps * seconds
+            latencies[name].append((p50, p99))
+            errors[name] += failed
+    results = {}
+    for name in names:
+        rps = requests[name] / (seconds * slices)
+        p50 = statistics.median(p for p, _ in latencies[name])
+        p99 = max(p for _, p in latencies[name])
+        cpu_us = round(cpu[name] / max(1.0, requests[name]) * 1e6, 1)
+        results[name] = Result(workers, name, rps, p50, p99, errors[name], cpu_us=cpu_us)
+        print(
+            f"  {workers}w {name:36s} {rps:9.0f} req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms"
+            f"  errors {errors[name]}  cpu {cpu_us} µs/req",
+            flush=True,
+        )
+    return results
+
+
 def bench_workers(
     wrk: str, db_url: str, valkey_url: str, workers: int
 ) -> tuple[list[Result], list[float]]:
@@ -179,19 +227,12 @@ def bench_workers(
     results: dict[str, Result] = {}
     server = ServerProcess(db_url, valkey_url, workers=workers, **env).start()
     try:
-        for name, path, script, _ in SCENARIOS:
+        for name, _, _, _ in SCENARIOS:
+            if name in PAIRS.values():
+                continue  # measured with its pair
             settle(server, db_url)
-            extra = SCENARIO_ENV.get(name, {})
-            run_wrk(wrk, server.base_url + path, script, 2, **extra)  # warm-up
-            cpu_before = worker_cpu_s(server)
-            rps, p50, p99, errors = run_wrk(wrk, server.base_url + path, script, DURATION, **extra)
-            cpu_us = (worker_cpu_s(server) - cpu_before) / max(1.0, rps * DURATION) * 1e6
-            results[name] = Result(workers, name, rps, p50, p99, errors, cpu_us=round(cpu_us, 1))
-            print(
-                f"  {workers}w {name:36s} {rps:9.0f} req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms"
-                f"  errors {errors}",
-                flush=True,
-            )
+            pair = [name, PAIRS[name]] if name in PAIRS else [name]
+            results.update(measure(wrk, server, workers, pair))
         rss = rss_mb(server)
     finally:
         server.terminate()
