@@ -3,6 +3,7 @@ authentication_failed (never anonymous), key rotation, the refetch throttle, key
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -16,6 +17,7 @@ import httpx
 import pytest
 
 from service.app import create_app
+from service.auth import keys
 from tests.apps import serving
 from tests.auth_keys import (
     AUDIENCE,
@@ -324,3 +326,41 @@ async def test_issuer_and_audience_are_the_configured_ones(client: httpx.AsyncCl
         assert response.status_code == status
     listed = await client.get(STATUS, headers=bearer(RS.sign(claims(aud=["other", AUDIENCE]))))
     assert listed.status_code == 200
+
+
+async def test_a_stale_key_set_refreshes_in_the_background_and_survives_an_outage(
+    client: httpx.AsyncClient, provider: JwksServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Older than JWKS_MAX_AGE_S: a request starts one background download and is answered
+    with the cached keys; a failed refresh is retried after JWKS_STALE_RETRY_S, not once per
+    request; a refresh that succeeds forgets the keys the provider dropped."""
+    deadline = time.monotonic() + 30
+
+    async def hits(n: int) -> None:
+        while provider.hits < n and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)  # the download runs in a thread
+        assert provider.hits == n
+
+    monkeypatch.setattr(keys, "JWKS_MAX_AGE_S", 0.0)  # every set is stale at once
+    monkeypatch.setattr(keys, "JWKS_STALE_RETRY_S", 0.0)
+    provider.up = False
+    first = await client.get(STATUS, headers=bearer(ES.sign(claims(name="P"))))
+    assert (first.status_code, first.json()["player"]) == (200, {"display_name": "P"})
+    await hits(2)  # start-up + the refresh this request began (it failed)
+    monkeypatch.setattr(keys, "JWKS_STALE_RETRY_S", 300.0)
+    for n in range(5):
+        response = await client.get(STATUS, headers=bearer(ES.sign(claims(name=f"P{n}"))))
+        assert (response.status_code, response.json()["player"]) == (200, {"display_name": f"P{n}"})
+    await hits(2)  # no download per request while the provider is down
+    monkeypatch.setattr(keys, "JWKS_STALE_RETRY_S", 0.0)
+    provider.up = True
+    provider.keys.remove(ES)
+    assert (await client.get(STATUS, headers=bearer(ES.sign(claims())))).status_code == 200
+    await hits(3)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the refreshed set replaces the cached one
+        dropped = await client.get(STATUS, headers=bearer(ES.sign(claims(name="late"))))
+        if dropped.status_code == 401:
+            break
+        await asyncio.sleep(0.05)
+    assert dropped.json()["error"] == "authentication_failed"

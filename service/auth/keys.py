@@ -27,6 +27,7 @@ MIN_RSA_BITS = 2048
 # A key set older than this is refreshed in the background (a key the provider dropped stops
 # being trusted within this bound).
 JWKS_MAX_AGE_S = 300.0
+JWKS_STALE_RETRY_S = 30.0  # a failed background refresh is retried after this long
 JWKS_TIMEOUT_S = 3.0
 
 
@@ -131,7 +132,11 @@ class JwksKeys:
             raise UnknownKey("the token names no key (kid)")
         key = self.keys.get(kid)
         if key is not None:
-            if time.monotonic() - self._fetched_at > JWKS_MAX_AGE_S:
+            now = time.monotonic()
+            if (
+                now - self._fetched_at > JWKS_MAX_AGE_S
+                and now - self._attempted_at > JWKS_STALE_RETRY_S
+            ):
                 self._start_download()  # background: this request goes on with the cached key
             return key
         await self._refresh()
