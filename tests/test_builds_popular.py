@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -45,6 +47,7 @@ async def popular_names(client: httpx.AsyncClient, **params: Any) -> list[str]:
 async def voted(client: httpx.AsyncClient, sql) -> dict[str, str]:
     """Builds with votes at known ages; tallies on builds match the votes inserted."""
     await seed_templates()
+    now = datetime.now(UTC)  # not import time: a slow suite would move the week edges
     session = new_session()
     builds = {
         name: (await create_build(client, session, name=name, is_public=name != "private"))
@@ -52,18 +55,18 @@ async def voted(client: httpx.AsyncClient, sql) -> dict[str, str]:
     }
     ids = {name: b["build_id"] for name, b in builds.items()}
     for name, age in (("y", 3), ("w", 2), ("z", 1), ("edge_out", 5), ("edge_in", 4)):
-        await set_created_at(sql, [ids[name]], NOW - timedelta(days=60 + age))
-    await add_votes(sql, ids["x"], [5], at=NOW - timedelta(hours=1))
-    await add_votes(sql, ids["x"], [5, 5, 5, 5], at=NOW - 20 * DAY)
-    await add_votes(sql, ids["y"], [4, 4], at=NOW - 2 * DAY)
-    await add_votes(sql, ids["w"], [4, 4], at=NOW - 2 * DAY)
-    await add_votes(sql, ids["z"], [3, 3, 2], at=NOW - 3 * DAY)
-    await add_votes(sql, ids["old"], [5] * 6, at=NOW - 40 * DAY)
-    await add_votes(sql, ids["private"], [5] * 4, at=NOW - timedelta(hours=1))
-    await add_votes(sql, ids["edge_in"], [1], at=NOW - 7 * DAY + timedelta(minutes=5))
-    await add_votes(sql, ids["edge_out"], [1], at=NOW - 7 * DAY - timedelta(minutes=5))
+        await set_created_at(sql, [ids[name]], now - timedelta(days=60 + age))
+    await add_votes(sql, ids["x"], [5], at=now - timedelta(hours=1))
+    await add_votes(sql, ids["x"], [5, 5, 5, 5], at=now - 20 * DAY)
+    await add_votes(sql, ids["y"], [4, 4], at=now - 2 * DAY)
+    await add_votes(sql, ids["w"], [4, 4], at=now - 2 * DAY)
+    await add_votes(sql, ids["z"], [3, 3, 2], at=now - 3 * DAY)
+    await add_votes(sql, ids["old"], [5] * 6, at=now - 40 * DAY)
+    await add_votes(sql, ids["private"], [5] * 4, at=now - timedelta(hours=1))
+    await add_votes(sql, ids["edge_in"], [1], at=now - 7 * DAY + timedelta(minutes=5))
+    await add_votes(sql, ids["edge_out"], [1], at=now - 7 * DAY - timedelta(minutes=5))
     template = TEMPLATES[0].build_id
-    await add_votes(sql, template, [5, 5, 5], at=NOW - timedelta(hours=2))
+    await add_votes(sql, template, [5, 5, 5], at=now - timedelta(hours=2))
     ids["template"] = template
     return ids
 
@@ -233,3 +236,17 @@ async def test_popular_builds_of_a_period_are_a_cached_view(client, app, sql, va
     assert await popular_names(client, period="day") == ["second", "first"]
     assert await popular_names(client, period="all") == ["second", "first"]  # never cached
     assert app.ctx.popular_builds.rebuilds == 2
+
+
+async def test_a_copy_of_an_older_shape_is_rebuilt(client, sql, valkey):
+    """A rolling deploy meets copies the previous version wrote (list items without
+    `creator`): they are treated as a miss and rebuilt, never a 500."""
+    build = await create_build(client, new_session(), name="fresh")
+    await add_votes(sql, build["build_id"], [4], at=NOW - timedelta(hours=1))
+    old = {k: v for k, v in build.items() if k in ITEM_KEYS and k != "creator"}
+    key = keys.popular_builds("day", False)
+    await valkey.set(key, json.dumps({"built_at": time.time(), "builds": [old]}))
+    body = await popular(client, period="day")
+    assert [b["name"] for b in body["builds"]] == ["fresh"]
+    assert body["builds"][0]["creator"] == {"display_name": "anonymous", "is_authenticated": False}
+    assert "creator" in json.loads(await valkey.get(key))["builds"][0]

@@ -18,6 +18,7 @@ from service.telemetry import metrics
     ok=(200, str),
     media_type="text/plain",
     limited=False,
+    auth=None,
 )
 async def scrape(request: ApiRequest) -> HTTPResponse:
     ctx = request.app.ctx
