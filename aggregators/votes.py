@@ -56,11 +56,12 @@ class PendingVote:
     session_id: str
     rating: int
     future: asyncio.Future[VoteResult] = field(repr=False)
+    player_id: str | None = None  # a logged-in voter: one vote per build per player too
     queued_at: float = field(default_factory=time.monotonic, repr=False)
 
 
 _LOCK_SQL = """
-SELECT build_id, is_public OR is_template AS listed, owner_session
+SELECT build_id, is_public OR is_template AS listed, owner_session, owner_player
 FROM builds WHERE build_id = ANY($1::text[])
 ORDER BY build_id FOR NO KEY UPDATE
 """
@@ -70,11 +71,13 @@ ORDER BY build_id FOR NO KEY UPDATE
 # is: votes in the table + votes this statement inserted.
 _INSERT_AND_RECOUNT_SQL = """
 WITH ins AS (
-    INSERT INTO build_votes (build_id, session_id, rating, created_at)
-    SELECT build_id, session_id, rating, now()
-    FROM unnest($1::text[], $2::text[], $3::int2[]) AS t(build_id, session_id, rating)
+    INSERT INTO build_votes (build_id, session_id, rating, created_at, player_id)
+    SELECT build_id, session_id, rating, now(), player_id
+    FROM unnest($1::text[], $2::text[], $3::int2[], $4::text[])
+        AS t(build_id, session_id, rating, player_id)
     ORDER BY build_id, session_id
-    ON CONFLICT (build_id, session_id) DO NOTHING
+    -- no target: a vote that repeats either (build, session) or (build, player) is dropped
+    ON CONFLICT DO NOTHING
     RETURNING build_id, session_id, rating
 ), added AS (
     SELECT build_id, sum(rating)::int AS rating_sum, count(*)::int AS vote_count
@@ -101,12 +104,34 @@ _TALLIES_SQL = (
 )
 
 
-def _may_vote(access: tuple[bool, str | None] | None, session_id: str) -> bool:
-    """Public builds and templates for everyone, private builds for their owner only."""
+Access = tuple[bool, str | None, str | None]  # listed, owner_session, owner_player
+
+
+def _may_vote(access: Access | None, vote: PendingVote) -> bool:
+    """Public builds and templates for everyone, private builds for their owner only (the
+    player for a player's build, the session for an anonymous one)."""
     if access is None:
         return False
-    listed, owner = access
-    return listed or owner == session_id
+    listed, owner_session, owner_player = access
+    if listed:
+        return True
+    if owner_player is not None:
+        return owner_player == vote.player_id
+    return owner_session == vote.session_id
+
+
+def _first_votes(votes: list[PendingVote]) -> dict[tuple[str, str], PendingVote]:
+    """The first vote per (build, session) and per (build, player); repeats are 409s."""
+    first: dict[tuple[str, str], PendingVote] = {}
+    players: set[tuple[str, str | None]] = set()
+    for vote in votes:
+        key, player = (vote.build_id, vote.session_id), (vote.build_id, vote.player_id)
+        if key in first or player in players:
+            continue
+        first[key] = vote
+        if vote.player_id is not None:
+            players.add(player)
+    return first
 
 
 class VoteAggregator(BatchingActor[PendingVote, list[PendingVote]]):
@@ -139,10 +164,12 @@ class VoteAggregator(BatchingActor[PendingVote, list[PendingVote]]):
         self._to_project: dict[str, tuple[int, int]] = {}
         self._projector: asyncio.Task[None] | None = None
 
-    async def submit(self, build_id: str, session_id: str, rating: int) -> VoteResult:
+    async def submit(
+        self, build_id: str, session_id: str, rating: int, player_id: str | None = None
+    ) -> VoteResult:
         """Queue a vote and wait until its batch has committed (or failed: raises)."""
         future: asyncio.Future[VoteResult] = asyncio.get_running_loop().create_future()
-        if not self.add(PendingVote(build_id, session_id, rating, future)):
+        if not self.add(PendingVote(build_id, session_id, rating, future, player_id)):
             raise VoteQueueFull("vote queue full")
         self._wake()
         return await future
@@ -230,12 +257,7 @@ class VoteAggregator(BatchingActor[PendingVote, list[PendingVote]]):
         return self.stats.flushed - before
 
     async def _write(self, batch: list[PendingVote]) -> None:
-        # First submission per (build, session) goes to SQL; repeats in the batch are 409s.
-        first: dict[tuple[str, str], PendingVote] = {}
-        for vote in batch:
-            first.setdefault((vote.build_id, vote.session_id), vote)
-        unique = sorted(first.values(), key=lambda v: (v.build_id, v.session_id))
-        build_ids = sorted({v.build_id for v in unique})
+        build_ids = sorted({v.build_id for v in batch})
         async with self._db.acquire_connection() as conn, conn.transaction():
             # The recount must walk build_votes_tally_idx whatever the statistics say: right
             # after deployment (or a bulk load) they describe an empty table, and a per-build
@@ -243,20 +265,25 @@ class VoteAggregator(BatchingActor[PendingVote, list[PendingVote]]):
             await conn.execute("SET LOCAL enable_seqscan = off")
             # Locks first, in sorted id order; it also tells which builds each session may see.
             locked = await conn.fetch(_LOCK_SQL, build_ids, timeout=STATEMENT_TIMEOUT_S)
-            access = {r["build_id"]: (r["listed"], r["owner_session"]) for r in locked}
-            live = [v for v in unique if _may_vote(access.get(v.build_id), v.session_id)]
-            visible = {(v.build_id, v.session_id) for v in live}
+            access: dict[str, Access] = {
+                r["build_id"]: (r["listed"], r["owner_session"], r["owner_player"]) for r in locked
+            }
+            # First visible submission per (build, session) and per (build, player) goes to
+            # SQL; repeats in the batch are 409s.
+            first = _first_votes([v for v in batch if _may_vote(access.get(v.build_id), v)])
+            live = sorted(first.values(), key=lambda v: (v.build_id, v.session_id))
             rows = await conn.fetch(
                 _INSERT_AND_RECOUNT_SQL,
                 [v.build_id for v in live],
                 [v.session_id for v in live],
                 [v.rating for v in live],
+                [v.player_id for v in live],
                 timeout=STATEMENT_TIMEOUT_S,
             )
             self.statements += 5  # BEGIN, SET LOCAL, lock, insert + recount, COMMIT
         inserted = {(r["build_id"], r["session_id"]) for r in rows}
         tallies = {r["build_id"]: (r["rating_sum"], r["vote_count"]) for r in rows}
-        self._answer(batch, first, visible, inserted, tallies)
+        self._answer(batch, first, access, inserted, tallies)
         if tallies:
             self._to_project.update(tallies)
             if self._projector is None or self._projector.done():
@@ -280,15 +307,15 @@ class VoteAggregator(BatchingActor[PendingVote, list[PendingVote]]):
         self,
         batch: list[PendingVote],
         first: dict[tuple[str, str], PendingVote],
-        visible: set[tuple[str, str]],
+        access: dict[str, Access],
         inserted: set[tuple[str, str]],
         tallies: dict[str, tuple[int, int]],
     ) -> None:
         for vote in batch:
             key = (vote.build_id, vote.session_id)
-            if key not in visible:
+            if not _may_vote(access.get(vote.build_id), vote):
                 result = VoteResult(Outcome.NOT_FOUND)
-            elif key in inserted and first[key] is vote:
+            elif key in inserted and first.get(key) is vote:
                 rating_sum, vote_count = tallies[vote.build_id]
                 result = VoteResult(Outcome.ACCEPTED, rating_sum, vote_count)
             else:

@@ -4,7 +4,9 @@ Starts the stores (embedded unless DATABASE_URL/VALKEY_URL are set; with them se
 TRUNCATEs the service's tables: point it at a scratch database), seeds builds, runs the
 server with 1 and 2 workers (rate limits off, /_bench/noop on) and prints one table.
 Writes bench/results/latest.md and latest.json. BENCH_DURATION (seconds, default 20) and
-BENCH_CONNECTIONS (default 64) bound the run.
+BENCH_CONNECTIONS (default 64) bound the run. The server verifies bearer tokens with the local
+development issuer (DATA_DIR .data); one scenario sends tokens of 50 players, next to the same
+request without one, and bench/auth_cost.py measures the verification cost per request.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -26,7 +29,9 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import flushpath, stores  # noqa: E402
+from bench import auth_cost, flushpath, stores  # noqa: E402
+from service.auth.local_issuer import LocalIssuer  # noqa: E402
+from service.config import Settings  # noqa: E402
 from tests.debian import debian_tool  # noqa: E402
 from tests.server import ServerProcess  # noqa: E402
 
@@ -35,6 +40,9 @@ LUA = ROOT / "bench" / "lua"
 DURATION = int(os.environ.get("BENCH_DURATION", "20"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
 IDS_FILE = RESULTS / "ids.tmp"
+TOKENS_FILE = RESULTS / "tokens.tmp"
+DATA_DIR = ROOT / ".data"
+BEARER = "POST /analytics/search + bearer token"
 
 
 @dataclass
@@ -46,6 +54,7 @@ class Result:
     p99_ms: float
     errors: int
     ratio: float | None = None  # vs the matching no-op ceiling of the same run
+    cpu_us: float | None = None  # worker CPU time per request (robust on a busy machine)
 
 
 def find_wrk() -> str:
@@ -65,7 +74,7 @@ def _ms(text: str) -> float:
 
 
 def run_wrk(
-    wrk: str, url: str, script: str | None, duration: int
+    wrk: str, url: str, script: str | None, duration: int, **env: str
 ) -> tuple[float, float, float, int]:
     cmd = [wrk, "-t2", f"-c{CONNECTIONS}", f"-d{duration}s", "--latency", url]
     if script:
@@ -75,7 +84,7 @@ def run_wrk(
         check=True,
         capture_output=True,
         text=True,
-        env={**os.environ, "BENCH_IDS": str(IDS_FILE)},
+        env={**os.environ, "BENCH_IDS": str(IDS_FILE), **env},
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M)[1])  # type: ignore[index]
@@ -90,6 +99,7 @@ SCENARIOS = [
     ("no-op GET (ceiling)", "/_bench/noop", None, None),
     ("no-op POST (ceiling)", "/_bench/noop", "post_noop.lua", None),
     ("POST /analytics/search", "/", "post_search.lua", "no-op POST (ceiling)"),
+    (BEARER, "/", "post_search.lua", "no-op POST (ceiling)"),
     ("POST /builds/{id}/vote", "/", "vote.lua", "no-op POST (ceiling)"),
     ("GET /builds/{id}", "/", "get_build.lua", "no-op GET (ceiling)"),
     (
@@ -105,6 +115,27 @@ SCENARIOS = [
         "no-op GET (ceiling)",
     ),
 ]
+
+
+# Extra environment of a scenario's wrk script.
+SCENARIO_ENV = {BEARER: {"BENCH_TOKENS": str(TOKENS_FILE)}}
+
+
+def write_tokens(players: int = 50) -> None:
+    """Tokens of the local issuer the bench server uses (its key under DATA_DIR)."""
+    issuer = LocalIssuer.of(Settings(data_dir=str(DATA_DIR)))
+    tokens = [issuer.mint(f"steam:{n}", f"Bench {n}", ttl_s=3 * 3600) for n in range(players)]
+    TOKENS_FILE.write_text("\n".join(tokens) + "\n")
+
+
+def worker_cpu_s(server: ServerProcess) -> float:
+    """CPU seconds (user + system) the Sanic workers have used so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in server.worker_pids():
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
 
 
 def rss_mb(server: ServerProcess) -> list[float]:
@@ -129,23 +160,74 @@ def settle(server: ServerProcess, db_url: str) -> None:
     asyncio.run(stores.vacuum(db_url))
 
 
+# Scenarios compared with each other are measured in alternating slices (A B B A ...): on a
+# shared machine the load moves between two back-to-back runs more than the difference.
+PAIRS = {"POST /analytics/search": BEARER}
+SLICES = 4
+
+
+def measure(wrk: str, server: ServerProcess, workers: int, names: list[str]) -> dict[str, Result]:
+    """Each named scenario for DURATION seconds in all (alternating slices for a pair)."""
+    scenarios = {s[0]: s for s in SCENARIOS}
+    slices = SLICES if len(names) > 1 else 1
+    seconds = max(2, DURATION // slices)
+    requests = dict.fromkeys(names, 0.0)
+    cpu = dict.fromkeys(names, 0.0)
+    latencies: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
+    errors = dict.fromkeys(names, 0)
+
+    def url_script(name: str) -> tuple[str, str | None, dict[str, str]]:
+        _, path, script, _ = scenarios[name]
+        return server.base_url + path, script, SCENARIO_ENV.get(name, {})
+
+    for name in names:
+        url, script, extra = url_script(name)
+        run_wrk(wrk, url, script, 2, **extra)  # warm-up
+    for i in range(slices):
+        for name in names if i % 2 == 0 else names[::-1]:
+            url, script, extra = url_script(name)
+            before = worker_cpu_s(server)
+            rps, p50, p99, failed = run_wrk(wrk, url, script, seconds, **extra)
+            cpu[name] += worker_cpu_s(server) - before
+            requests[name] += rps * seconds
+            latencies[name].append((p50, p99))
+            errors[name] += failed
+    results = {}
+    for name in names:
+        rps = requests[name] / (seconds * slices)
+        p50 = statistics.median(p for p, _ in latencies[name])
+        p99 = max(p for _, p in latencies[name])
+        cpu_us = round(cpu[name] / max(1.0, requests[name]) * 1e6, 1)
+        results[name] = Result(workers, name, rps, p50, p99, errors[name], cpu_us=cpu_us)
+        print(
+            f"  {workers}w {name:36s} {rps:9.0f} req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms"
+            f"  errors {errors[name]}  cpu {cpu_us} µs/req",
+            flush=True,
+        )
+    return results
+
+
 def bench_workers(
     wrk: str, db_url: str, valkey_url: str, workers: int
 ) -> tuple[list[Result], list[float]]:
-    env = {"BENCH_ENDPOINTS": "true", "FLUSH_INTERVAL_S": "1", "LOG_LEVEL": "WARNING"}
+    env = {
+        "BENCH_ENDPOINTS": "true",
+        "FLUSH_INTERVAL_S": "1",
+        "LOG_LEVEL": "WARNING",
+        # The local development issuer verifies the scenario's tokens.
+        "DATA_DIR": str(DATA_DIR),
+        "AUTH_JWKS_URL": "",
+        "AUTH_PUBLIC_KEY": "",
+    }
     results: dict[str, Result] = {}
     server = ServerProcess(db_url, valkey_url, workers=workers, **env).start()
     try:
-        for name, path, script, _ in SCENARIOS:
+        for name, _, _, _ in SCENARIOS:
+            if name in PAIRS.values():
+                continue  # measured with its pair
             settle(server, db_url)
-            run_wrk(wrk, server.base_url + path, script, 2)  # warm-up
-            rps, p50, p99, errors = run_wrk(wrk, server.base_url + path, script, DURATION)
-            results[name] = Result(workers, name, rps, p50, p99, errors)
-            print(
-                f"  {workers}w {name:36s} {rps:9.0f} req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms"
-                f"  errors {errors}",
-                flush=True,
-            )
+            pair = [name, PAIRS[name]] if name in PAIRS else [name]
+            results.update(measure(wrk, server, workers, pair))
         rss = rss_mb(server)
     finally:
         server.terminate()
@@ -175,7 +257,12 @@ def bench_workers(
     return list(results.values()), rss
 
 
-def render(results: list[Result], rss: dict[int, list[float]], flush: dict[str, float]) -> str:
+def render(
+    results: list[Result],
+    rss: dict[int, list[float]],
+    flush: dict[str, float],
+    auth: dict[str, float],
+) -> str:
     lines = [
         f"# Benchmark — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "",
@@ -198,7 +285,9 @@ def render(results: list[Result], rss: dict[int, list[float]], flush: dict[str, 
         lines.append("")
         lines.append(
             f"* {workers} worker(s): buffered analytics = {buffered.rps / through.rps:.1f}x "
-            f"write-through; RSS per worker after the run: {rss[workers]} MB"
+            f"write-through; with a bearer token = {by[BEARER].rps / buffered.rps:.0%} of the "
+            f"same request without one (worker CPU per request {by[BEARER].cpu_us} µs vs "
+            f"{buffered.cpu_us} µs); RSS per worker after the run: {rss[workers]} MB"
         )
     lines += [
         "",
@@ -208,6 +297,10 @@ def render(results: list[Result], rss: dict[int, list[float]], flush: dict[str, 
         f"* RSS of one worker with a full analytics buffer (Postgres unreachable, 480-char "
         f"queries, {flush['full_buffer_events']:,.0f} events buffered, then "
         f"{flush['full_buffer_rejected']:,.0f} answered 503): {flush['full_buffer_rss_mb']} MB.",
+        f"* Bearer token verification per request (in-process, bench/auth_cost.py): "
+        f"{auth['cached']:.1f} µs for a token seen before (every request after a token's "
+        f"first in a worker); first sight {auth['first_EdDSA']:.0f} µs EdDSA, "
+        f"{auth['first_ES256']:.0f} µs ES256, {auth['first_RS256']:.0f} µs RS256.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -215,6 +308,8 @@ def render(results: list[Result], rss: dict[int, list[float]], flush: dict[str, 
 def main() -> None:
     wrk = find_wrk()
     RESULTS.mkdir(parents=True, exist_ok=True)
+    write_tokens()
+    auth = asyncio.run(auth_cost.measure())
     with stores.prepared(IDS_FILE) as (db_url, valkey_url):
         flush = asyncio.run(flushpath.measure(db_url))
         flush.update(flushpath.full_buffer_rss(valkey_url))
@@ -225,7 +320,7 @@ def main() -> None:
             asyncio.run(stores.reset(db_url, IDS_FILE, valkey_url))
             results, rss[workers] = bench_workers(wrk, db_url, valkey_url, workers)
             all_results += results
-    text = render(all_results, rss, flush)
+    text = render(all_results, rss, flush, auth)
     (RESULTS / "latest.md").write_text(text)
     (RESULTS / "latest.json").write_text(
         json.dumps(
@@ -233,6 +328,7 @@ def main() -> None:
                 "results": [asdict(r) for r in all_results],
                 "rss_mb": rss,
                 "flush": flush,
+                "auth_us": auth,
                 "duration_s": DURATION,
                 "connections": CONNECTIONS,
             },

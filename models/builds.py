@@ -1,4 +1,5 @@
-"""Builds and their votes (one vote per session per build, rating 1-5, cascade on delete)."""
+"""Builds and their votes (one vote per build per session and per player, rating 1-5, cascade
+on delete)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from tortoise.migrations.constraints import CheckConstraint
 from tortoise.models import Model
 
 SESSION_ID_LENGTH = 29  # "sess_" + 24 hex
+PLAYER_ID_LENGTH = 128  # a token's `sub` (service.contract.players.PLAYER_ID_MAX)
+DISPLAY_NAME_LENGTH = 64
 
 
 class Build(Model):
@@ -22,6 +25,10 @@ class Build(Model):
     is_template = fields.BooleanField(default=False)
     # NULL for official templates: no session owns them.
     owner_session = fields.CharField(max_length=SESSION_ID_LENGTH, null=True)
+    # Set for a build created (or claimed) with a bearer token: the player owns it from every
+    # device, and owner_session no longer decides. Never shown; creator_name is.
+    owner_player = fields.CharField(max_length=PLAYER_ID_LENGTH, null=True)
+    creator_name = fields.CharField(max_length=DISPLAY_NAME_LENGTH, null=True)
     # Recomputed from build_votes by the vote aggregator, never incremented in Python.
     rating_sum = fields.IntField(default=0)
     vote_count = fields.IntField(default=0)
@@ -49,6 +56,7 @@ class Build(Model):
             Index(fields=("class_name",), name="builds_class_idx"),
             Index(fields=("is_template",), name="builds_template_idx"),
             Index(fields=("owner_session",), name="builds_owner_idx"),
+            Index(fields=("owner_player",), name="builds_owner_player_idx"),
         )
 
 
@@ -58,12 +66,14 @@ class BuildVote(Model):
         "models.Build", related_name="votes", on_delete=fields.CASCADE, source_field="build_id"
     )
     session_id = fields.CharField(max_length=SESSION_ID_LENGTH)
+    # The voting player when a bearer token was sent: one vote per player per build too.
+    player_id = fields.CharField(max_length=PLAYER_ID_LENGTH, null=True)
     rating = fields.SmallIntField()
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
         table = "build_votes"
-        unique_together = (("build", "session_id"),)
+        unique_together = (("build", "session_id"), ("build", "player_id"))
         constraints = (
             CheckConstraint(check="rating BETWEEN 1 AND 5", name="build_votes_rating_ck"),
         )

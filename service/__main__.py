@@ -1,4 +1,4 @@
-"""Command line: `python -m service run|migrate|seed-templates|makemigration`."""
+"""Command line: `python -m service run|migrate|seed-templates|makemigration|token`."""
 
 from __future__ import annotations
 
@@ -87,6 +87,19 @@ def cmd_makemigration(settings: Settings, args: argparse.Namespace) -> None:
         asyncio.run(make(ready.database_url))
 
 
+def cmd_token(settings: Settings, args: argparse.Namespace) -> None:
+    """Print a token of the local development issuer (what `make run` accepts)."""
+    from service.auth.local_issuer import LocalIssuer
+
+    if not settings.auth_local:
+        raise SettingsError(
+            "AUTH_JWKS_URL/AUTH_PUBLIC_KEY: set, so tokens come from that identity provider; "
+            "`token` signs with the local development issuer only"
+        )
+    issuer = LocalIssuer.of(settings)
+    print(issuer.mint(args.sub, args.name, args.role, args.ttl))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -97,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("settings-table", help="print the README's settings table")
     make = sub.add_parser("makemigration", help="generate a migration from model changes")
     make.add_argument("name")
+    token = sub.add_parser("token", help="print a token of the local development issuer")
+    token.add_argument("--sub", required=True, help="player id, e.g. steam:76561198000000000")
+    token.add_argument("--name", required=True, help="display name")
+    token.add_argument("--role", action="append", default=[], help="a role (repeat): admin")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
     args = parser.parse_args(argv)
     if args.command == "settings-table":  # documentation only: needs no valid environment
         from service.runtime.settings_doc import settings_table
@@ -114,8 +132,13 @@ def main(argv: list[str] | None = None) -> int:
         "migrate": cmd_migrate,
         "seed-templates": cmd_seed,
         "makemigration": cmd_makemigration,
+        "token": cmd_token,
     }
-    commands[args.command](settings, args)
+    try:
+        commands[args.command](settings, args)
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -8,6 +8,7 @@ from sanic import Sanic
 from sanic_ext import Extend
 
 from service import __version__, resources
+from service.auth import middleware as auth
 from service.config import Settings
 from service.ctx import ApiRequest, App, Ctx
 from service.handlers import register as register_handlers
@@ -21,6 +22,7 @@ EXPOSED_HEADERS = (
     "X-RateLimit-Remaining",
     "X-RateLimit-Reset",
     "X-Request-ID",
+    "WWW-Authenticate",
 )
 
 API_DESCRIPTION = (
@@ -45,7 +47,7 @@ def _configure(app: App, settings: Settings) -> None:
         # CORS (sanic-ext): exactly the contract's origins, methods and headers.
         CORS_ORIGINS=",".join(settings.cors_origins),
         CORS_METHODS="GET,POST,PATCH,DELETE,OPTIONS",
-        CORS_ALLOW_HEADERS="X-Session-ID,Content-Type",
+        CORS_ALLOW_HEADERS="X-Session-ID,Content-Type,Authorization",
         CORS_EXPOSE_HEADERS=",".join(EXPOSED_HEADERS),
         CORS_SUPPORTS_CREDENTIALS=False,
         CORS_MAX_AGE=600,
@@ -75,6 +77,7 @@ def create_app(settings: Settings | object | None = None) -> App:
     errors.register(app)
     sessions.register(app)
     observe.register(app)
+    auth.register(app)  # before the rate limits: they count a player by player id
     ratelimit.register(app)
     resources.register(app)
     register_handlers(app)

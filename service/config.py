@@ -91,6 +91,16 @@ class Settings:
     # Valkey down: limits fail open; a worker asks Valkey again after this many seconds.
     rate_limit_fail_open_retry_s: float = field(default=2.0, metadata={"min": 0.0})
     trusted_proxies: tuple[str, ...] = ()
+    # Players (bearer tokens, service/auth). Keys: the identity provider's JWKS or one public
+    # key; with neither, the local development issuer (key under DATA_DIR, refused in
+    # production). Issuer and audience are required with the provider's keys.
+    auth_jwks_url: str | None = None
+    auth_public_key: str | None = None
+    auth_issuer: str | None = None
+    auth_audience: str | None = None
+    auth_required_for_writes: bool = False
+    # An unknown `kid` refetches the JWKS at most once per this many seconds (per worker).
+    auth_jwks_min_refetch_s: float = field(default=5.0, metadata={"min": 0.0, "max": 300.0})
     # Observability.
     metrics_enabled: bool = True
     # Monitoring: each worker checks PostgreSQL and Valkey this often in the background;
@@ -123,6 +133,28 @@ class Settings:
                 raise SettingsError(f"TRUSTED_PROXIES: {cidr!r} is not an IP network") from None
         if self.env == "production":
             self._check_production()
+        self._check_auth()
+
+    def _check_auth(self) -> None:
+        if self.auth_jwks_url is not None and self.auth_public_key is not None:
+            raise SettingsError("AUTH_PUBLIC_KEY: set AUTH_JWKS_URL or AUTH_PUBLIC_KEY, not both")
+        if self.auth_jwks_url is not None:
+            scheme = urlsplit(self.auth_jwks_url).scheme
+            allowed = ("https",) if self.env == "production" else ("http", "https")
+            if scheme not in allowed:
+                raise SettingsError(f"AUTH_JWKS_URL: scheme must be {' or '.join(allowed)}")
+        if self.auth_local:
+            if self.env == "production":
+                raise SettingsError(
+                    "AUTH_JWKS_URL: required when ENV=production (or AUTH_PUBLIC_KEY): "
+                    "the local development issuer is refused"
+                )
+            return
+        for name in ("auth_issuer", "auth_audience"):
+            if getattr(self, name) is None:
+                raise SettingsError(
+                    f"{_env_name(name)}: required with AUTH_JWKS_URL or AUTH_PUBLIC_KEY"
+                )
 
     def _check_production(self) -> None:
         for name in ("database_url", "valkey_url"):
@@ -141,6 +173,11 @@ class Settings:
     def embedded(self) -> bool:
         """True when either store must be started locally (development default)."""
         return self.database_url is None or self.valkey_url is None
+
+    @property
+    def auth_local(self) -> bool:
+        """True when tokens come from the local development issuer (no provider keys set)."""
+        return self.auth_jwks_url is None and self.auth_public_key is None
 
     def with_stores(self, database_url: str, valkey_url: str) -> Settings:
         return dataclasses.replace(self, database_url=database_url, valkey_url=valkey_url)

@@ -11,6 +11,7 @@ from sanic import Request, Sanic
 from sanic.config import Config
 
 from service.config import Settings
+from service.contract.players import Player
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -47,6 +48,8 @@ class Ctx:
 class RequestCtx(SimpleNamespace):
     session_id: str | None = None
     session_sent: bool = False
+    # Set by service.auth from a verified bearer token; None = anonymous.
+    player: Player | None = None
 
 
 App: TypeAlias = Sanic[Config, Ctx]

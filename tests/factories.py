@@ -115,6 +115,7 @@ ITEM_KEYS = frozenset(
         "vote_count",
         "is_template",
         "created_by",
+        "creator",
         "created_at",
     }
 )

@@ -76,6 +76,7 @@ async def test_create_returns_the_build_and_stores_the_row(client: httpx.AsyncCl
         "rating": None,
         "vote_count": 0,
         "created_by": "anonymous",
+        "creator": {"display_name": "anonymous", "is_authenticated": False},
     }
     row = await sql.fetchrow("SELECT * FROM builds WHERE build_id = $1", build_id)
     assert row is not None
@@ -234,13 +235,18 @@ async def test_client_cannot_set_server_fields(client: httpx.AsyncClient, sql) -
         vote_count=99,
         rating=5,
         created_by="MyAshes Official",
+        creator={"display_name": "Alice", "is_authenticated": True},
+        owner_player="steam:1",
         build_id="b_00000000",
     )
     assert build["build_id"] != "b_00000000"
     assert (build["is_template"], build["class_name"], build["vote_count"]) == (False, "Paladin", 0)
     assert build["created_by"] == "anonymous"
-    row = await sql.fetchrow("SELECT owner_session, is_template, vote_count FROM builds")
-    assert tuple(row) == (session, False, 0)
+    assert build["creator"] == {"display_name": "anonymous", "is_authenticated": False}
+    row = await sql.fetchrow(
+        "SELECT owner_session, owner_player, creator_name, is_template, vote_count FROM builds"
+    )
+    assert tuple(row) == (session, None, None, False, 0)
 
 
 @pytest.mark.parametrize(

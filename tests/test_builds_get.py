@@ -66,6 +66,7 @@ async def test_templates_are_visible_to_everyone(client: httpx.AsyncClient) -> N
         "rating": None,
         "vote_count": 0,
         "created_by": "MyAshes Official",
+        "creator": {"display_name": "MyAshes Official", "is_authenticated": False},
     }
 
 

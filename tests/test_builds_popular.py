@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -47,6 +49,7 @@ async def voted(client: httpx.AsyncClient, sql) -> dict[str, str]:
     # and edge_in sits 5 minutes inside the week.
     now = datetime.now(UTC)
     await seed_templates()
+    now = datetime.now(UTC)  # not import time: a slow suite would move the week edges
     session = new_session()
     builds = {
         name: (await create_build(client, session, name=name, is_public=name != "private"))
@@ -236,3 +239,17 @@ async def test_popular_builds_of_a_period_are_a_cached_view(client, app, sql, va
     assert await popular_names(client, period="day") == ["second", "first"]
     assert await popular_names(client, period="all") == ["second", "first"]  # never cached
     assert app.ctx.popular_builds.rebuilds == 2
+
+
+async def test_a_copy_of_an_older_shape_is_rebuilt(client, sql, valkey):
+    """A rolling deploy meets copies the previous version wrote (list items without
+    `creator`): they are treated as a miss and rebuilt, never a 500."""
+    build = await create_build(client, new_session(), name="fresh")
+    await add_votes(sql, build["build_id"], [4], at=datetime.now(UTC) - timedelta(hours=1))
+    old = {k: v for k, v in build.items() if k in ITEM_KEYS and k != "creator"}
+    key = keys.popular_builds("day", False)
+    await valkey.set(key, json.dumps({"built_at": time.time(), "builds": [old]}))
+    body = await popular(client, period="day")
+    assert [b["name"] for b in body["builds"]] == ["fresh"]
+    assert body["builds"][0]["creator"] == {"display_name": "anonymous", "is_authenticated": False}
+    assert "creator" in json.loads(await valkey.get(key))["builds"][0]

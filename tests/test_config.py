@@ -10,6 +10,12 @@ from service.config import DEFAULT_CORS_ORIGINS, Settings, SettingsError
 
 PG = "postgresql://app:s3cr3t-Pa55@db.internal:5432/myashes"
 VALKEY = "redis://:hunter2-Xy@cache.internal:6379/0"
+# Production needs the identity provider's keys, issuer and audience (no local issuer).
+PROD_AUTH = {
+    "AUTH_JWKS_URL": "https://login.myashes.ai/.well-known/jwks.json",
+    "AUTH_ISSUER": "https://login.myashes.ai",
+    "AUTH_AUDIENCE": "myashes-backend",
+}
 
 
 def test_defaults_from_an_empty_environment() -> None:
@@ -44,6 +50,9 @@ def test_values_are_parsed() -> None:
             "LOG_LEVEL": "DEBUG",
             "PROMETHEUS_MULTIPROC_DIR": "",
             "UNRELATED": "ignored",
+            **PROD_AUTH,
+            "AUTH_REQUIRED_FOR_WRITES": "true",
+            "AUTH_JWKS_MIN_REFETCH_S": "2.5",
         }
     )
     assert (settings.env, settings.host, settings.port, settings.workers) == (
@@ -152,13 +161,68 @@ def test_production_refuses_placeholders_and_missing_urls(
     environ: dict[str, str], message: str
 ) -> None:
     with pytest.raises(SettingsError) as caught:
-        Settings.from_env({"ENV": "production", **environ})
+        Settings.from_env({"ENV": "production", **PROD_AUTH, **environ})
     assert str(caught.value) == message
 
 
 def test_production_with_real_secrets() -> None:
-    settings = Settings.from_env({"ENV": "production", "DATABASE_URL": PG, "VALKEY_URL": VALKEY})
-    assert (settings.env, settings.embedded) == ("production", False)
+    settings = Settings.from_env(
+        {"ENV": "production", "DATABASE_URL": PG, "VALKEY_URL": VALKEY, **PROD_AUTH}
+    )
+    assert (settings.env, settings.embedded, settings.auth_local) == ("production", False, False)
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        (
+            {},
+            "AUTH_JWKS_URL: required when ENV=production (or AUTH_PUBLIC_KEY): the local "
+            "development issuer is refused",
+        ),
+        (
+            {"AUTH_ISSUER": "https://login.myashes.ai", "AUTH_AUDIENCE": "myashes-backend"},
+            "AUTH_JWKS_URL: required when ENV=production (or AUTH_PUBLIC_KEY): the local "
+            "development issuer is refused",
+        ),
+        (
+            {**PROD_AUTH, "AUTH_JWKS_URL": "http://login.myashes.ai/jwks.json"},
+            "AUTH_JWKS_URL: scheme must be https",
+        ),
+        (
+            {**PROD_AUTH, "AUTH_PUBLIC_KEY": "-----BEGIN PUBLIC KEY-----"},
+            "AUTH_PUBLIC_KEY: set AUTH_JWKS_URL or AUTH_PUBLIC_KEY, not both",
+        ),
+        (
+            {**PROD_AUTH, "AUTH_ISSUER": ""},
+            "AUTH_ISSUER: required with AUTH_JWKS_URL or AUTH_PUBLIC_KEY",
+        ),
+        (
+            {**PROD_AUTH, "AUTH_AUDIENCE": " "},
+            "AUTH_AUDIENCE: required with AUTH_JWKS_URL or AUTH_PUBLIC_KEY",
+        ),
+    ],
+)
+def test_production_refuses_the_local_issuer_and_half_auth(
+    environ: dict[str, str], message: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(
+            {"ENV": "production", "DATABASE_URL": PG, "VALKEY_URL": VALKEY, **environ}
+        )
+    assert str(caught.value) == message
+
+
+def test_development_uses_the_local_issuer_and_takes_http_jwks() -> None:
+    assert Settings.from_env({}).auth_local is True
+    assert Settings.from_env({"ENV": "test"}).auth_local is True
+    settings = Settings.from_env(
+        {**PROD_AUTH, "AUTH_JWKS_URL": "http://127.0.0.1:9/jwks.json", "ENV": "development"}
+    )
+    assert (settings.auth_local, settings.auth_jwks_url) == (False, "http://127.0.0.1:9/jwks.json")
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({**PROD_AUTH, "AUTH_JWKS_URL": "file:///etc/passwd"})
+    assert str(caught.value) == "AUTH_JWKS_URL: scheme must be http or https"
 
 
 def test_development_allows_placeholders_and_embedded() -> None:

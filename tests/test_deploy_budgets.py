@@ -105,6 +105,14 @@ def test_configmap_holds_only_settings_and_is_valid_for_production() -> None:
     assert not settings.embedded
     assert settings.metrics_enabled
     assert settings.prometheus_multiproc_dir
+    # Players: the identity provider's keys over https, never the local issuer.
+    assert not settings.auth_local
+    assert settings.auth_jwks_url is not None
+    assert settings.auth_jwks_url.startswith("https://")
+    assert (settings.auth_issuer, settings.auth_audience) == (
+        "https://myashes.ai",
+        "myashes-backend",
+    )
 
 
 def test_secret_template_has_key_names_only() -> None:

@@ -23,10 +23,16 @@ import pytest
 
 from service.config import Settings
 from service.runtime import entrypoint
+from tests.auth_keys import Key, provider_settings
 from tests.conftest import Stores
 from tests.deploy.manifests import ROOT, SETTINGS_ENV
 
 ENTRYPOINT = [sys.executable, "-m", "service.runtime.entrypoint"]
+# Production needs the identity provider's keys: one public key here (no network).
+PROVIDER = {
+    k.upper(): v
+    for k, v in provider_settings(auth_public_key=Key.new("deploy", "EdDSA").public_pem()).items()
+}
 
 
 def clean_env(**overrides: str) -> dict[str, str]:
@@ -123,7 +129,9 @@ def test_entrypoint_migrate_applies_migrations_and_seeds(
     stores: Stores, fresh_database: str
 ) -> None:
     # The Job's environment: production settings, both URLs (Settings insists on both).
-    env = clean_env(ENV="production", DATABASE_URL=fresh_database, VALKEY_URL=stores.valkey_url)
+    env = clean_env(
+        ENV="production", DATABASE_URL=fresh_database, VALKEY_URL=stores.valkey_url, **PROVIDER
+    )
     done, _ = run_entrypoint(["migrate", "--seed-templates"], env)
     assert done.returncode == 0, done.stderr
     assert "PostgreSQL at" in done.stderr
@@ -177,6 +185,7 @@ def test_entrypoint_run_migrates_execs_the_server_and_stops_on_sigterm(
         WORKERS="2",
         PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
         PYTHONUNBUFFERED="1",  # as in the image: worker logs reach the file as they happen
+        **PROVIDER,
     )
     log = tmp_path / "server.log"
     with log.open("w") as out:

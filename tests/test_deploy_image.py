@@ -96,7 +96,9 @@ def test_dockerfile_env_matches_configmap() -> None:
     shared = (image_env.keys() & SETTINGS_ENV) - {"LOG_LEVEL"}
     assert shared >= {"ENV", "HOST", "PORT", "WORKERS", "PROMETHEUS_MULTIPROC_DIR"}
     assert {k: image_env[k] for k in shared} == {k: config[k] for k in shared}
-    Settings.from_env({**image_env, **SECRET_VALUES})  # the image's defaults are valid
+    # The image's defaults are valid with the secrets and the identity provider's settings.
+    provider = {k: v for k, v in config.items() if k.startswith("AUTH_")}
+    Settings.from_env({**image_env, **SECRET_VALUES, **provider})
     (expose,) = [args for kw, args in runtime if kw == "EXPOSE"]
     assert expose == config["PORT"]
 

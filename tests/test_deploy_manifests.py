@@ -251,12 +251,31 @@ def test_selectors_point_at_the_right_pods() -> None:
     assert pdb["maxUnavailable"] == 1
 
 
+# The one peer chosen by address: the identity provider's JWKS (https), public addresses only.
+PUBLIC_HTTPS = {
+    "0.0.0.0/0": {
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+    },
+    "::/0": {"fc00::/7", "fe80::/10"},
+}
+
+
 def _peers(rules: list[dict[str, Any]]) -> set[tuple[str, str, int | str, str]]:
-    """(namespace, pod app label, port, protocol) per allowed peer; '' = any / this namespace."""
+    """(namespace, pod app label, port, protocol) per allowed peer; '' = any / this namespace;
+    ('public', cidr, 443, TCP) for the identity provider's address block."""
     found = set()
     for rule in rules:
         for peer in rule.get("from", rule.get("to", [])):
-            assert "ipBlock" not in peer, "no IP blocks: peers are selected by label"
+            if "ipBlock" in peer:  # only public https, and nothing private or link-local
+                block = peer["ipBlock"]
+                assert set(block["except"]) == PUBLIC_HTTPS[block["cidr"]], block
+                assert rule["ports"] == [{"protocol": "TCP", "port": 443}], rule
+                found.add(("public", block["cidr"], 443, "TCP"))
+                continue
             namespace = peer.get("namespaceSelector", {}).get("matchLabels", {})
             pod = peer.get("podSelector", {}).get("matchLabels", {})
             ns = namespace.get("kubernetes.io/metadata.name", "")
@@ -279,7 +298,8 @@ def test_network_policies() -> None:
     }
     dns = {("kube-system", "kube-dns", 53, "UDP"), ("kube-system", "kube-dns", 53, "TCP")}
     postgres, valkey = ("", "postgresql", 5432, "TCP"), ("", "valkey", 6379, "TCP")
-    assert _peers(api["egress"]) == {postgres, valkey, *dns}
+    identity_provider = {("public", cidr, 443, "TCP") for cidr in PUBLIC_HTTPS}
+    assert _peers(api["egress"]) == {postgres, valkey, *dns, *identity_provider}
     assert job.get("ingress", []) == []
     assert _peers(job["egress"]) == {postgres, *dns}
 

@@ -5,6 +5,8 @@ stateful run follows the document's links (create a build, then read, patch, vot
 delete it as its owner). Every response is checked by schemathesis: no 5xx; status code,
 content type, headers and body as documented; schema-violating input refused. Bounded by
 FUZZ_EXAMPLES per operation and mode (~35 s here; pytest-timeout caps each test at 120 s).
+A third pass sends a valid bearer token (an admin player's) with every request, so the routes
+that need one (claim) are fuzzed past their 401 too.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import schemathesis
 from hypothesis import HealthCheck
 from schemathesis import GenerationMode
 
+from tests.auth_keys import Key, claims, provider_settings
 from tests.conftest import Stores, clean_stores
 from tests.server import ServerProcess
 
@@ -33,19 +36,20 @@ DERANDOMIZE = os.environ.get("FUZZ_RANDOM") != "1"
 # Rate limiting stays on (its headers and middleware are fuzzed too) with limits no fuzz
 # run reaches.
 HIGH = "1000000"
-CONFIG = schemathesis.Config.from_dict(
-    {
-        "seed": SEED,
-        "checks": {
-            # The document is at least as permissive as the server for what it can express,
-            # but a schema cannot say "no NUL characters", "not only whitespace after
-            # trimming" or "a known archetype in any case": schema-valid input can still
-            # get a 422 (in the documented shape, which the other checks verify).
-            "positive_data_acceptance": {"enabled": False},
-        },
-    }
-)
+CONFIG_DICT: dict[str, Any] = {
+    "seed": SEED,
+    "checks": {
+        # The document is at least as permissive as the server for what it can express,
+        # but a schema cannot say "no NUL characters", "not only whitespace after
+        # trimming" or "a known archetype in any case": schema-valid input can still
+        # get a 422 (in the documented shape, which the other checks verify).
+        "positive_data_acceptance": {"enabled": False},
+    },
+}
+CONFIG = schemathesis.Config.from_dict(CONFIG_DICT)
 SUPPRESSED = [HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large]
+KEY = Key.new("fuzz-1", "EdDSA")
+TOKEN = KEY.sign(claims("steam:76561198000000042", "Fuzzer", ["admin"], ttl_s=3 * 3600))
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +65,7 @@ def fuzz_server(stores: Stores) -> Iterator[ServerProcess]:
         workers=1,
         RATE_LIMIT_ENABLED="true",
         **limits,
+        **{k.upper(): v for k, v in provider_settings(auth_public_key=KEY.public_pem()).items()},
     ).start()
     try:
         yield server
@@ -73,9 +78,26 @@ def api_schema(fuzz_server: ServerProcess) -> Any:
     return schemathesis.openapi.from_url(f"{fuzz_server.base_url}/openapi.json", config=CONFIG)
 
 
-@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
-def test_every_operation(api_schema: Any, mode: GenerationMode) -> None:
+@pytest.fixture(scope="module")
+def authenticated_schema(fuzz_server: ServerProcess) -> Any:
+    """The same document; every request carries a valid bearer token."""
+    config = schemathesis.Config.from_dict(
+        {**CONFIG_DICT, "auth": {"openapi": {"bearerAuth": {"bearer": TOKEN}}}}
+    )
+    return schemathesis.openapi.from_url(f"{fuzz_server.base_url}/openapi.json", config=config)
+
+
+@pytest.mark.parametrize(
+    ("mode", "schema"),
+    [
+        (GenerationMode.POSITIVE, "api_schema"),
+        (GenerationMode.NEGATIVE, "api_schema"),
+        (GenerationMode.POSITIVE, "authenticated_schema"),
+    ],
+)
+def test_every_operation(request: pytest.FixtureRequest, mode: GenerationMode, schema: str) -> None:
     """Each operation of the live document, with schema-valid or schema-violating input."""
+    api_schema: Any = request.getfixturevalue(schema)
     failures: dict[str, str] = {}
     statuses: dict[int, int] = {}
     labels, unsatisfiable = [], []
@@ -103,11 +125,14 @@ def test_every_operation(api_schema: Any, mode: GenerationMode) -> None:
             unsatisfiable.append(operation.label)
         except Exception as exc:  # collect every operation's failure, then report them all
             failures[operation.label] = str(exc)[:3000]
-    print(f"{mode.value}: {sum(statuses.values())} requests, statuses {sorted(statuses.items())}")
+    total = sum(statuses.values())
+    print(f"{mode.value} {schema}: {total} requests, statuses {sorted(statuses.items())}")
     assert len(labels) >= 15
     assert failures == {}
     assert len(unsatisfiable) <= len(labels) // 2
     assert not [status for status in statuses if status >= 500]
+    if schema == "authenticated_schema":  # the token is good: nothing is refused for it
+        assert 401 not in statuses, statuses
 
 
 def test_stateful_links(api_schema: Any) -> None:

@@ -11,9 +11,10 @@ from openapi_spec_validator import validate
 
 from service import __version__
 from service.ctx import App
+from tests.auth_keys import Key, provider_settings
 
 DOCS_ROUTES = re.compile(r"^(docs(/.*)?|openapi\.json)$")
-ERROR_CODES = {"400", "403", "404", "409", "413", "422", "429", "500", "503"}
+ERROR_CODES = {"400", "401", "403", "404", "409", "413", "422", "429", "500", "503"}
 
 
 @pytest.fixture
@@ -84,7 +85,7 @@ async def test_every_operation_is_fully_described(spec: dict[str, Any]) -> None:
         assert ("header", "X-Session-ID") in params, where
         for name in re.findall(r"{([^}]+)}", path):
             assert params[("path", name)]["required"] is True, where
-        if method in {"post", "patch"}:
+        if method in {"post", "patch"} and op["operationId"] != "claimBuilds":  # no body
             assert op["requestBody"]["required"] is True, where
             assert {"413", "422"} <= set(responses), where
     assert len(ids) == len(set(ids))
@@ -102,6 +103,8 @@ async def test_rate_limited_operations_say_so(spec: dict[str, Any]) -> None:
         ("/api/v1/feedback", "post"),
         ("/api/v1/analytics/search", "post"),
         ("/api/v1/analytics/popular-queries", "get"),
+        ("/api/v1/builds/auth/status", "get"),
+        ("/api/v1/builds/auth/claim", "post"),
     }
     for path, method in limited:
         for response in spec["paths"][path][method]["responses"].values():
@@ -150,7 +153,34 @@ async def test_docs_ui_and_both_json_urls(client: httpx.AsyncClient, spec: dict[
     assert under_docs.json() == spec
 
 
-@pytest.mark.parametrize("settings_overrides", [{"env": "production"}], indirect=True)
+PRODUCTION = {"env": "production", **provider_settings(auth_public_key=Key.new("k1").public_pem())}
+
+
+@pytest.mark.parametrize("settings_overrides", [PRODUCTION], indirect=True)
 async def test_docs_are_on_in_production(client: httpx.AsyncClient) -> None:
     assert (await client.get("/openapi.json")).status_code == 200
     assert (await client.get("/docs")).status_code == 200
+
+
+async def test_every_route_that_reads_the_token_says_so(spec: dict[str, Any]) -> None:
+    """Every /api/ route reads a bearer token when sent (optional; claim needs one); the
+    operational routes ignore Authorization and say nothing about it."""
+    assert spec["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": spec["components"]["securitySchemes"]["bearerAuth"]["description"],
+    }
+    for path, method, op in operations(spec):
+        where = f"{method.upper()} {path}"
+        if not path.startswith("/api/"):
+            assert "security" not in op, where
+            assert "401" not in op["responses"], where
+            continue
+        expected = (
+            [{"bearerAuth": []}] if op["operationId"] == "claimBuilds" else [{}, {"bearerAuth": []}]
+        )
+        assert op["security"] == expected, where
+        unauthorized = op["responses"]["401"]
+        assert unauthorized["headers"]["WWW-Authenticate"]["required"] is True, where
+        assert "authentication_failed" in unauthorized["description"], where

@@ -17,6 +17,7 @@ EXPOSED = {
     "x-ratelimit-limit",
     "x-ratelimit-remaining",
     "x-ratelimit-reset",
+    "www-authenticate",
 }
 CONTRACT_METHODS = {"GET", "POST", "PATCH", "DELETE", "OPTIONS"}
 
@@ -53,7 +54,7 @@ async def test_allowed_origin_gets_exposed_headers(client: httpx.AsyncClient, or
     assert response.status_code == 200
     found = cors_headers(response)
     assert found["access-control-allow-origin"] == origin
-    # The contract's five; X-Request-ID (request logs) is the only addition.
+    # The contract's six; X-Request-ID (request logs) is the only addition.
     assert listed(found["access-control-expose-headers"]) - {"x-request-id"} == EXPOSED
     assert "access-control-allow-credentials" not in found
     assert response.headers["vary"].lower() == "origin"
@@ -74,6 +75,14 @@ async def test_preflight_for_patch_and_delete(client: httpx.AsyncClient, method:
     assert method in methods
     assert methods <= CONTRACT_METHODS
     assert listed(found["access-control-allow-headers"]) == {"content-type", "x-session-id"}
+    bearer = await client.options(
+        f"{API}/builds/{build['build_id']}",
+        headers=preflight(method, "https://myashes.ai", "authorization, x-session-id"),
+    )
+    assert listed(cors_headers(bearer)["access-control-allow-headers"]) == {
+        "authorization",
+        "x-session-id",
+    }
     assert found["access-control-max-age"] == "600"
     assert "access-control-allow-credentials" not in found
 
@@ -83,9 +92,14 @@ async def test_preflight_allows_only_the_contracts_request_headers(
 ) -> None:
     response = await client.options(
         f"{API}/builds",
-        headers=preflight("POST", "http://localhost:3000", "X-Session-ID, Authorization, X-Evil"),
+        headers=preflight(
+            "POST", "http://localhost:3000", "X-Session-ID, Authorization, X-Evil, X-Steam-ID"
+        ),
     )
-    assert listed(cors_headers(response)["access-control-allow-headers"]) == {"x-session-id"}
+    assert listed(cors_headers(response)["access-control-allow-headers"]) == {
+        "x-session-id",
+        "authorization",
+    }
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,11 @@ from tests.factories import API, build_body, headers, new_session
 ROOT = Path(__file__).resolve().parent.parent
 GOOD_PG = "postgresql://app:Zq8-v1mT-3kfp@db.internal:5432/myashes"
 GOOD_VALKEY = "redis://:Wn2-r7Hk-x0aP@cache.internal:6379/0"
+PROD_AUTH = {
+    "AUTH_JWKS_URL": "https://login.myashes.ai/.well-known/jwks.json",
+    "AUTH_ISSUER": "https://login.myashes.ai",
+    "AUTH_AUDIENCE": "myashes-backend",
+}
 
 
 @pytest.mark.parametrize(
@@ -43,7 +48,12 @@ def test_production_refuses_placeholder_passwords(password: str) -> None:
         ("DATABASE_URL", f"postgresql://app:{password}@db.internal:5432/myashes"),
         ("VALKEY_URL", f"redis://:{password}@cache.internal:6379/0"),
     ):
-        environ = {"ENV": "production", "DATABASE_URL": GOOD_PG, "VALKEY_URL": GOOD_VALKEY}
+        environ = {
+            "ENV": "production",
+            "DATABASE_URL": GOOD_PG,
+            "VALKEY_URL": GOOD_VALKEY,
+            **PROD_AUTH,
+        }
         with pytest.raises(SettingsError) as caught:
             Settings.from_env({**environ, name: url})
         assert str(caught.value) == f"{name}: placeholder password refused in production"
@@ -52,7 +62,7 @@ def test_production_refuses_placeholder_passwords(password: str) -> None:
 
 def test_real_passwords_pass_and_stay_masked() -> None:
     settings = Settings.from_env(
-        {"ENV": "production", "DATABASE_URL": GOOD_PG, "VALKEY_URL": GOOD_VALKEY}
+        {"ENV": "production", "DATABASE_URL": GOOD_PG, "VALKEY_URL": GOOD_VALKEY, **PROD_AUTH}
     )
     text = repr(settings)
     assert "Zq8-v1mT-3kfp" not in text

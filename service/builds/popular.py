@@ -59,7 +59,10 @@ def make_view(valkey: Redis, fresh_s: float) -> CachedView[Items]:
         raw = await valkey.get(key)
         if raw is None:
             return None
-        copy = _decode(raw)
+        try:
+            copy = _decode(raw)
+        except msgspec.ValidationError:  # written by an older shape (a rolling deploy): a miss
+            return None
         return Snapshot(copy.builds, copy.built_at)
 
     async def store(key: str, snapshot: Snapshot[Items]) -> None:

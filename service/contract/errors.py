@@ -3,6 +3,9 @@
 AppError subclasses (code -> status):
     ValidationFailed   validation_error    422
     SessionRequired    session_required    400
+    AuthenticationFailed   authentication_failed   401  (WWW-Authenticate: invalid_token)
+    AuthenticationRequired authentication_required 401  (WWW-Authenticate: Bearer)
+    Forbidden          forbidden           403
     NotOwner           not_owner           403
     TemplateReadOnly   template_read_only  403
     BuildNotFound      build_not_found     404
@@ -49,6 +52,30 @@ class ValidationFailed(AppError):
 
 class SessionRequired(AppError):
     code, status = "session_required", 400
+
+
+class AuthenticationFailed(AppError):
+    """A bearer token was sent and is not valid: never treated as anonymous (RFC 6750)."""
+
+    code, status = "authentication_failed", 401
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+class AuthenticationRequired(AppError):
+    """The route needs a bearer token and none was sent."""
+
+    code, status = "authentication_required", 401
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(AppError):
+    """A valid token without the role the route needs (admin routes)."""
+
+    code, status = "forbidden", 403
 
 
 class NotOwner(AppError):

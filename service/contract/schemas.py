@@ -141,6 +141,14 @@ class PopularBuildsQuery(Struct, kw_only=True):
     include_templates: bool = False
 
 
+class Creator(Struct, kw_only=True):
+    """Who made a build: a player's display name (is_authenticated), "anonymous" or
+    "MyAshes Official". Never the player id."""
+
+    display_name: str
+    is_authenticated: bool
+
+
 class Build(Struct, kw_only=True):
     build_id: BuildId
     name: str
@@ -156,7 +164,8 @@ class Build(Struct, kw_only=True):
     updated_at: str
     rating: float | None
     vote_count: int
-    created_by: str
+    created_by: Annotated[str, Meta(description="= creator.display_name")]
+    creator: Creator
 
 
 class BuildListItem(Struct, kw_only=True):
@@ -170,7 +179,8 @@ class BuildListItem(Struct, kw_only=True):
     rating: float | None
     vote_count: int
     is_template: bool
-    created_by: str
+    created_by: Annotated[str, Meta(description="= creator.display_name")]
+    creator: Creator
     created_at: str
 
 
@@ -197,6 +207,36 @@ class BuildDeleted(Struct, kw_only=True):
     build_id: BuildId
     deleted: bool
     message: str
+
+
+# ---- players (bearer tokens) --------------------------------------------------------------
+
+
+class PlayerOut(Struct, kw_only=True):
+    display_name: str
+
+
+class AuthStatus(Struct, kw_only=True):
+    authenticated: bool
+    player: PlayerOut | None
+    roles: list[str]
+
+
+class Jwk(Struct, kw_only=True):
+    kty: str
+    kid: str
+    alg: str
+    use: str
+    crv: str | None = None
+    x: str | None = None
+
+
+class Jwks(Struct, kw_only=True):
+    keys: list[Jwk]
+
+
+class Claimed(Struct, kw_only=True):
+    claimed: Annotated[int, Meta(ge=0, description="anonymous builds of this session moved")]
 
 
 # ---- votes --------------------------------------------------------------------------------

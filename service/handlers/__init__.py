@@ -5,11 +5,22 @@ from __future__ import annotations
 from sanic import Blueprint
 
 from service.ctx import App
-from service.handlers import analytics, bench, builds, feedback, health, metrics, openapi, votes
+from service.handlers import (
+    analytics,
+    bench,
+    builds,
+    feedback,
+    health,
+    metrics,
+    openapi,
+    players,
+    votes,
+)
 
 
 def register(app: App) -> None:
     api = Blueprint.group(
+        players.blueprint(),  # before builds: /builds/auth/* are not build ids
         builds.blueprint(),
         votes.blueprint(),
         feedback.blueprint(),
@@ -19,6 +30,8 @@ def register(app: App) -> None:
     app.blueprint(api)
     app.blueprint(health.blueprint())
     app.blueprint(openapi.blueprint())
+    if app.ctx.settings.auth_local:
+        app.blueprint(players.jwks_blueprint())
     if app.ctx.settings.metrics_enabled:
         app.blueprint(metrics.blueprint())
     if app.ctx.settings.bench_endpoints:

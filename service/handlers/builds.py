@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sanic import Blueprint, HTTPResponse
 
+from service.auth.guard import require_player
 from service.builds import queries as build_queries
 from service.builds import store as builds
 from service.builds.popular import popular
@@ -11,35 +12,39 @@ from service.contract import schemas
 from service.ctx import ApiRequest
 from service.http import docs, ratelimit
 from service.http.docs import doc
+from service.http.identity import caller_of
 from service.http.responses import json_response
-from service.http.sessions import session_of
 from service.http.validation import decode_body, parse_query
 from service.telemetry import metrics
 
 
 @doc(
     operation_id="createBuild",
-    summary="Create a build owned by the request's session",
+    summary="Create a build owned by the player (bearer token), else by the request's session",
+    description="With AUTH_REQUIRED_FOR_WRITES=true a bearer token is required (else 401 "
+    "authentication_required).",
     body=schemas.BuildCreate,
     ok=(201, schemas.Build),
     links=docs.links_from_build("getBuild", "updateBuild", "deleteBuild", "voteOnBuild"),
 )
 async def create_build(request: ApiRequest) -> HTTPResponse:
+    if request.app.ctx.settings.auth_required_for_writes:
+        require_player(request)
     body = decode_body(request, schemas.BuildCreate)
-    row = await builds.create(body, session_of(request))
+    row = await builds.create(body, caller_of(request))
     metrics.BUILDS_CREATED.inc()
     return json_response(builds.to_build(row, request.app.ctx.settings.website_url), 201)
 
 
 @doc(
     operation_id="getBuild",
-    summary="One build (private builds only for their owner)",
+    summary="One build (private builds only for their owner: player or session)",
     build_id=True,
     ok=(200, schemas.Build),
     errors=(404,),
 )
 async def get_build(request: ApiRequest, build_id: str) -> HTTPResponse:
-    row = await builds.load_visible(build_id, session_of(request))
+    row = await builds.load_visible(build_id, caller_of(request))
     return json_response(builds.to_build(row, request.app.ctx.settings.website_url))
 
 
@@ -57,7 +62,7 @@ async def list_builds(request: ApiRequest) -> HTTPResponse:
 
 @doc(
     operation_id="updateBuild",
-    summary="Change name, description or visibility (owner only)",
+    summary="Change name, description or visibility (owner only: player or session)",
     build_id=True,
     body=schemas.BuildPatch,
     ok=(200, schemas.Build),
@@ -66,7 +71,7 @@ async def list_builds(request: ApiRequest) -> HTTPResponse:
     links=docs.links_from_build("getBuild"),
 )
 async def update_build(request: ApiRequest, build_id: str) -> HTTPResponse:
-    row = await builds.load_owned(build_id, session_of(request))
+    row = await builds.load_owned(build_id, caller_of(request))
     patch = decode_body(request, schemas.BuildPatch)
     row = await builds.update(row, patch.changes())
     return json_response(builds.to_build(row, request.app.ctx.settings.website_url))
@@ -74,14 +79,14 @@ async def update_build(request: ApiRequest, build_id: str) -> HTTPResponse:
 
 @doc(
     operation_id="deleteBuild",
-    summary="Delete a build and its votes (owner only)",
+    summary="Delete a build and its votes (owner only: player or session)",
     build_id=True,
     ok=(200, schemas.BuildDeleted),
     errors=(403, 404),
     limited=False,
 )
 async def delete_build(request: ApiRequest, build_id: str) -> HTTPResponse:
-    await builds.load_owned(build_id, session_of(request))
+    await builds.load_owned(build_id, caller_of(request))
     await builds.delete(build_id)
     return json_response(
         schemas.BuildDeleted(build_id=build_id, deleted=True, message=f"Build {build_id} deleted")

@@ -31,6 +31,7 @@ def aggregator_status(ctx: Ctx) -> dict[str, Any]:
     ok=(200, schemas.Health),
     bodies={503: schemas.Health},
     limited=False,
+    auth=None,
 )
 async def health(request: ApiRequest) -> HTTPResponse:
     ctx = request.app.ctx
@@ -55,6 +56,7 @@ async def health(request: ApiRequest) -> HTTPResponse:
     summary="200 while every worker of the process serves; 503 once one has died",
     ok=(200, schemas.Status),
     limited=False,
+    auth=None,
 )
 async def live(request: ApiRequest) -> HTTPResponse:
     dead = dead_workers(request.app)
@@ -110,6 +112,7 @@ def all_workers_started(app: App) -> bool:
     summary="503 while workers start, Postgres is unreachable or the worker stops",
     ok=(200, schemas.Status),
     limited=False,
+    auth=None,
 )
 async def ready(request: ApiRequest) -> HTTPResponse:
     ctx = request.app.ctx

@@ -17,6 +17,7 @@ from service.telemetry import metrics
     ok=(200, str),
     media_type="text/plain",
     limited=False,
+    auth=None,
 )
 async def scrape(request: ApiRequest) -> HTTPResponse:
     # No I/O to the stores: dependency gauges come from each worker's background check.

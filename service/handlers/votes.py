@@ -1,4 +1,5 @@
-"""Votes API: one durable vote per session per build, group-committed by the VoteAggregator."""
+"""Votes API: one durable vote per build per session (and per player with a bearer token),
+group-committed by the VoteAggregator."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 from sanic import Blueprint, HTTPResponse
 
 from aggregators.votes import Outcome, VoteNotStored
+from service.auth.guard import player_of
 from service.contract import schemas
 from service.contract.errors import AlreadyVoted, BuildNotFound, ServiceUnavailable, SessionRequired
 from service.contract.formats import average
@@ -23,7 +25,7 @@ RETRY_S = 2
 
 @doc(
     operation_id="voteOnBuild",
-    summary="Rate a build 1-5, once per session (needs a client-sent X-Session-ID)",
+    summary="Rate a build 1-5, once per session and per player (needs a client-sent X-Session-ID)",
     build_id=True,
     body=schemas.VoteIn,
     ok=(200, schemas.VoteOut),
@@ -35,11 +37,13 @@ async def vote(request: ApiRequest, build_id: str) -> HTTPResponse:
         raise SessionRequired("Voting needs the X-Session-ID header (sess_ + 24 hex)")
     body = decode_body(request, schemas.VoteIn)
     session_id = session_of(request)
+    player = player_of(request)
     ctx = request.app.ctx
     # Existence and visibility are checked inside the vote's batch, under the build lock.
     try:
         result = await asyncio.wait_for(
-            ctx.votes.submit(build_id, session_id, body.rating), ctx.settings.vote_timeout_s
+            ctx.votes.submit(build_id, session_id, body.rating, player.id if player else None),
+            ctx.settings.vote_timeout_s,
         )
     except (VoteNotStored, TimeoutError) as exc:
         raise ServiceUnavailable(
@@ -49,7 +53,8 @@ async def vote(request: ApiRequest, build_id: str) -> HTTPResponse:
     if result.outcome is Outcome.NOT_FOUND:
         raise BuildNotFound(build_id)
     if result.outcome is Outcome.DUPLICATE:
-        raise AlreadyVoted(f"This session has already voted on build {build_id}")
+        who = "session" if player is None else "player or session"
+        raise AlreadyVoted(f"This {who} has already voted on build {build_id}")
     avg = average(result.rating_sum, result.vote_count)
     out = schemas.VoteOut(
         build_id=build_id,

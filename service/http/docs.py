@@ -12,7 +12,7 @@ schemas are converted here (`anyOf [X, null]` -> `X, nullable: true`) when regis
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
 from sanic_ext.extensions.openapi import openapi
@@ -31,8 +31,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 SESSION_PATTERN = r"^sess_[0-9a-f]{24}$"
 BUILD_ID_PATTERN = r"^b_[0-9a-f]{8}$"
+BEARER = "bearerAuth"
+# Which bearer token a route reads: any API route reads one when sent (optional), some need
+# one (player), admin routes need the admin role; None: the route ignores Authorization.
+Auth = Literal["optional", "player", "admin"] | None
 ERROR_DESCRIPTIONS = {
     400: "session_required: a vote needs a valid X-Session-ID",
+    401: "authentication_failed: the bearer token is bad, expired or wrongly signed "
+    '(WWW-Authenticate: Bearer error="invalid_token"); authentication_required: this needs '
+    "a bearer token",
     403: "not_owner or template_read_only",
     404: "build_not_found (unknown id, or another session's private build)",
     409: "already_voted",
@@ -77,6 +84,13 @@ RATE_LIMIT_HEADERS = {
     "X-RateLimit-Reset": _header(
         "Seconds until the whole quota is available again", _COUNT, required=False
     ),
+}
+AUTH_HEADERS = {
+    "WWW-Authenticate": _header(
+        'Bearer error="invalid_token" for a bad token, Bearer when a token is needed',
+        {"type": "string"},
+        required=True,
+    )
 }
 RETRY_HEADERS = {
     "Retry-After": _header(
@@ -186,6 +200,21 @@ def links_from_build(*operation_ids: str) -> dict[str, Any]:
     }
 
 
+def _secured(func: F, auth: Auth) -> F:
+    """The bearer security requirement (and the scheme, registered once)."""
+    SpecificationBuilder().add_security_scheme(
+        BEARER,
+        "http",
+        scheme="bearer",
+        bearer_format="JWT",
+        description="A JWT from the site's identity provider (RS256, ES256 or EdDSA): sub = "
+        "player id, name = display name, roles (admin). Without one the request is anonymous.",
+    )
+    if auth == "optional":
+        func = openapi.secured()(func)  # {}: anonymous is fine too
+    return openapi.secured(BEARER)(func)
+
+
 def doc(
     *,
     operation_id: str,
@@ -201,12 +230,14 @@ def doc(
     links: Mapping[str, Any] | None = None,
     description: str | None = None,
     media_type: str = "application/json",
+    auth: Auth = "optional",
 ) -> Callable[[F], F]:
     """Document a handler: parameters, request body, success and error responses, headers.
 
     `limited`: the route is rate limited (429 and X-RateLimit-* headers). A body adds 413 and
     422; every operation can answer 500 and 503 (a store is down). Error responses carry the
-    contract's Error body unless `bodies` names another model for that status.
+    contract's Error body unless `bodies` names another model for that status. `auth`: the
+    bearer token the route reads (security requirement, 401; admin adds 403 forbidden).
     """
 
     other = dict(bodies or {})
@@ -221,14 +252,26 @@ def doc(
         content = {media_type: component(model) if model is not str else _schema(type="string")}
         _response(func, status, content, "Success", headers, links)
         codes = {*errors, 500, 503}
+        if auth is not None:
+            codes.add(401)
+            func = _secured(func, auth)
+        if auth == "admin":
+            codes.add(403)
         if body is not None:
             codes |= {413, 422}
         if limited:
             codes.add(429)
         for code in sorted(codes):
-            retry = RETRY_HEADERS if code == 429 or (code == 503 and code not in other) else {}
+            extra = RETRY_HEADERS if code == 429 or (code == 503 and code not in other) else {}
+            if code == 401:
+                extra = AUTH_HEADERS
+            what = ERROR_DESCRIPTIONS[code]
+            if code == 403 and auth == "admin":
+                what = "forbidden: the bearer token lacks the admin role" + (
+                    f"; {what}" if 403 in errors else ""
+                )
             error = {"application/json": component(other.get(code, schemas.Error))}
-            _response(func, code, error, ERROR_DESCRIPTIONS[code], {**headers, **retry})
+            _response(func, code, error, what, {**headers, **extra})
         if body is not None:
             func = openapi.body({"application/json": component(body)}, required=True)(func)
         for param in query_parameters(query) if query is not None else ():

@@ -1,7 +1,8 @@
-"""Rate limits per session and per client IP, counted in Valkey: shared by workers and pods.
+"""Rate limits per player, session and client IP, counted in Valkey: shared by workers and pods.
 
 The contract's categories (create build, vote, feedback, analytics record, any API GET) are
-checked per session, then per client IP (RATE_LIMIT_IP_MULTIPLIER x the session's numbers),
+checked per logged-in player (a verified bearer token; the session's numbers), per session,
+then per client IP (RATE_LIMIT_IP_MULTIPLIER x the session's numbers),
 in one script call (service.http.rate_counter). A request without a client-sent session is
 counted per IP only (a fresh session has no history). A request its session's limit refuses
 is not counted against the IP, so one noisy session does not use up its neighbours' budget.
@@ -43,11 +44,11 @@ _WHAT = {
     READ: "reading",
 }
 LOG_INTERVAL_S = 60.0
-SCOPES = ("session", "ip")  # who a limit counts: myashes_rate_limited_total{scope}
+SCOPES = ("player", "session", "ip")  # who a limit counts: myashes_rate_limited_total{scope}
 
 RATE_LIMITED = Counter(
     "myashes_rate_limited_total",
-    "Requests answered 429 rate_limited, by category and the limit hit (session or ip).",
+    "Requests answered 429 rate_limited, by category and the limit hit (player, session, ip).",
     ["category", "scope"],
 )
 FAIL_OPEN = Counter(
@@ -176,6 +177,9 @@ class Guard:
         checks: list[Check] = [("ip", rule.per_ip, ip_key(self.client_ip.of(request)))]
         if session_was_sent(request):
             checks.insert(0, ("session", rule.per_session, session_of(request)))
+        player = request.ctx.player  # verified by service.auth before this middleware
+        if player is not None:  # the session's numbers, per player: new sessions do not reset it
+            checks.insert(0, ("player", rule.per_session, player.id))
         try:
             windows = await self.counter.hit(category, checks)
         except Exception as exc:  # fail open on anything: a limiter must never cause a 500

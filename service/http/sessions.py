@@ -1,4 +1,5 @@
-"""X-Session-ID: the only identity. Validated, generated when missing, echoed on every response."""
+"""X-Session-ID: the anonymous identity. Validated, generated when missing, echoed on every
+response. (The other identity, a verified bearer token, is service.auth's.)"""
 
 from __future__ import annotations
 

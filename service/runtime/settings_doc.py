@@ -44,6 +44,17 @@ DOCS: dict[str, str] = {
     "rate_limit_fail_open_retry_s": "while Valkey is down the limiter lets requests through; "
     "it asks Valkey again after this long",
     "trusted_proxies": "comma-separated CIDRs whose X-Forwarded-For is believed",
+    "auth_jwks_url": "identity provider's JWKS (https in production); unset with "
+    "AUTH_PUBLIC_KEY unset: the local development issuer (refused in production)",
+    "auth_public_key": "one PEM public key (RSA, P-256 or Ed25519), or a path to a PEM file, "
+    "instead of AUTH_JWKS_URL",
+    "auth_issuer": "required `iss` of tokens (required with AUTH_JWKS_URL / AUTH_PUBLIC_KEY; "
+    "local issuer: myashes-local)",
+    "auth_audience": "required `aud` of tokens (required with AUTH_JWKS_URL / AUTH_PUBLIC_KEY; "
+    "local issuer: myashes-api)",
+    "auth_required_for_writes": "POST /builds needs a bearer token (401 authentication_required "
+    "otherwise)",
+    "auth_jwks_min_refetch_s": "an unknown `kid` refetches the JWKS at most this often per worker",
     "metrics_enabled": "serve /metrics and count requests",
     "health_check_interval_s": "each worker checks PostgreSQL and Valkey this often in the "
     "background; /health/ready and /metrics answer from the latest check",
