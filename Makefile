@@ -49,7 +49,8 @@ seed: setup
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache
 
-## deploy-check: offline deployment checks (hadolint, kubernetes-validate, budgets, entrypoint)
+## deploy-check: offline deployment checks (hadolint, kubernetes-validate, budgets, entrypoint,
+## promtool check/test rules of the alerts; promtool from Debian's prometheus, installed if missing)
 .PHONY: deploy-check
 deploy-check: setup
 	$(PY) -m pytest $(wildcard tests/test_deploy_*.py) $(PYTEST_ARGS)

@@ -61,6 +61,7 @@ class BatchingActor(ABC, Generic[Item, Batch]):
         self._inflight: Batch | None = None
         self._inflight_items = 0
         self._inflight_bytes = 0
+        self._inflight_since = 0.0  # time.monotonic() its oldest item was accepted at
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
@@ -94,9 +95,31 @@ class BatchingActor(ABC, Generic[Item, Batch]):
     def buffered_bytes(self) -> int:
         return self._bytes + self._inflight_bytes
 
-    def last_flush_age_s(self) -> float | None:
-        last = self.stats.last_success
-        return None if last is None else time.monotonic() - last
+    def fill(self) -> float:
+        """How full the buffer is: the larger of items / item cap and bytes / byte cap, so 1.0
+        is where `add()` starts refusing whichever cap binds first."""
+        fill = self.depth / self.max_items
+        if self.max_bytes:
+            fill = max(fill, self.buffered_bytes / self.max_bytes)
+        return fill
+
+    def oldest_pending_age_s(self, now: float | None = None) -> float:
+        """Seconds the oldest item accepted but not yet durable has waited; 0 when none is.
+
+        Staleness, not idle time: a worker idle for a minute that just got one item reports
+        that item's age, not the minute since its last flush.
+        """
+        since = self._pending_since()
+        if since is None:
+            return 0.0
+        return max(0.0, (time.monotonic() if now is None else now) - since)
+
+    def _pending_since(self) -> float | None:
+        """time.monotonic() at which the oldest pending item was accepted (None: none is)."""
+        heads = [self._accepted_at(self._buffer[0])] if self._buffer else []
+        if self._inflight is not None:
+            heads.append(self._inflight_since)
+        return min(heads, default=None)
 
     def _wake(self) -> None:
         self._wakeup.set()
@@ -110,6 +133,10 @@ class BatchingActor(ABC, Generic[Item, Batch]):
     @abstractmethod
     async def _write(self, batch: Batch) -> None:
         """Write one batch durably; raise to retry the same batch later."""
+
+    @abstractmethod
+    def _accepted_at(self, item: Item) -> float:
+        """time.monotonic() at which `item` was accepted (items stay in acceptance order)."""
 
     def _batch_limit(self) -> int:
         return len(self._buffer)
@@ -132,6 +159,7 @@ class BatchingActor(ABC, Generic[Item, Batch]):
                     self._bytes -= size
                     self._inflight = self._make_batch(items)
                     self._inflight_items, self._inflight_bytes = len(items), size
+                    self._inflight_since = self._accepted_at(items[0])
                 count = self._inflight_items
                 started = time.perf_counter()
                 self._last_attempt = time.monotonic()
@@ -146,8 +174,6 @@ class BatchingActor(ABC, Generic[Item, Batch]):
                 self.stats.last_success = time.monotonic()
                 self._record(time.perf_counter() - started, count, ok=True)
                 written += count
-            if self.stats.last_success is None:
-                self.stats.last_success = time.monotonic()
             return written
 
     def _bytes_of(self, items: list[Item]) -> int:

@@ -8,6 +8,7 @@ the batch is skipped, so a retry never counts twice.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -126,6 +127,10 @@ class SearchAggregator(BatchingActor[SearchEvent, SearchBatch]):
 
     def _batch_limit(self) -> int:
         return min(len(self._buffer), MAX_BATCH)
+
+    def _accepted_at(self, item: SearchEvent) -> float:
+        # Events carry wall-clock time (rollups bucket by it); their age maps onto monotonic.
+        return time.monotonic() - max(0.0, time.time() - item.at)
 
     def _make_batch(self, items: list[SearchEvent]) -> SearchBatch:
         return SearchBatch(batch_id=uuid.uuid4(), events=items)

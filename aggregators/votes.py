@@ -57,6 +57,7 @@ class PendingVote:
     rating: int
     future: asyncio.Future[VoteResult] = field(repr=False)
     player_id: str | None = None  # a logged-in voter: one vote per build per player too
+    queued_at: float = field(default_factory=time.monotonic, repr=False)
 
 
 _LOCK_SQL = """
@@ -155,6 +156,7 @@ class VoteAggregator(BatchingActor[PendingVote, list[PendingVote]]):
         self.max_inflight = max_inflight
         self._commits: set[asyncio.Task[None]] = set()
         self._committing = 0  # votes in batches being committed
+        self._committing_since: list[float] = []  # when the oldest vote of each was queued
         self.statements = 0
         self._unprojected: set[str] = set()  # builds whose Valkey projection failed
         # Newest tallies waiting for Valkey; one projector task drains them in commit order,
@@ -179,6 +181,13 @@ class VoteAggregator(BatchingActor[PendingVote, list[PendingVote]]):
     def _make_batch(self, items: list[PendingVote]) -> list[PendingVote]:
         return items
 
+    def _accepted_at(self, item: PendingVote) -> float:
+        return item.queued_at
+
+    def _pending_since(self) -> float | None:
+        heads = [self._buffer[0].queued_at] if self._buffer else []
+        return min(heads + self._committing_since, default=None)
+
     async def _run(self) -> None:
         while not self._stopping:
             with contextlib.suppress(TimeoutError):
@@ -198,6 +207,7 @@ class VoteAggregator(BatchingActor[PendingVote, list[PendingVote]]):
             batch = self._buffer[: self.max_batch]
             del self._buffer[: self.max_batch]
             self._committing += len(batch)
+            self._committing_since.append(batch[0].queued_at)
             task = loop.create_task(self._commit(batch))
             self._commits.add(task)
             task.add_done_callback(self._committed)
@@ -227,6 +237,7 @@ class VoteAggregator(BatchingActor[PendingVote, list[PendingVote]]):
             self._record(time.perf_counter() - started, len(batch), ok=True)
         finally:
             self._committing -= len(batch)
+            self._committing_since.remove(batch[0].queued_at)
 
     async def flush(self) -> int:
         """Commit everything pending and wait for it; then project and heal. Returns the

@@ -16,7 +16,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from bench import auth_cost, flushpath, stores  # noqa: E402
 from service.auth.local_issuer import LocalIssuer  # noqa: E402
 from service.config import Settings  # noqa: E402
+from tests.debian import debian_tool  # noqa: E402
 from tests.server import ServerProcess  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -58,12 +58,7 @@ class Result:
 
 
 def find_wrk() -> str:
-    wrk = shutil.which("wrk")
-    if wrk is None and shutil.which("apt-get") and os.geteuid() == 0:
-        subprocess.run(
-            ["apt-get", "install", "-y", "-q", "wrk"], check=True, stdout=subprocess.DEVNULL
-        )
-        wrk = shutil.which("wrk")
+    wrk = debian_tool("wrk", "wrk")
     if wrk is None:
         raise SystemExit("wrk not found: install it (Debian: apt-get install wrk)")
     return wrk

@@ -103,6 +103,9 @@ class Settings:
     auth_jwks_min_refetch_s: float = field(default=5.0, metadata={"min": 0.0, "max": 300.0})
     # Observability.
     metrics_enabled: bool = True
+    # Monitoring: each worker checks PostgreSQL and Valkey this often in the background;
+    # /health/ready and /metrics answer from the latest result.
+    health_check_interval_s: float = field(default=2.0, metadata={"min": 0.05, "max": 60.0})
     # Registers /_bench/noop (GET and POST): the no-op ceiling benchmarks compare against.
     bench_endpoints: bool = False
     prometheus_multiproc_dir: str | None = None

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from aggregators.views import CachedView
     from aggregators.votes import VoteAggregator
     from service.contract.schemas import BuildListItem
+    from service.telemetry.dependencies import DependencyMonitor
     from service.telemetry.worker_metrics import WorkerMetrics
 
 
@@ -34,6 +35,7 @@ class Ctx:
     votes: VoteAggregator
     popular: PopularQueries
     popular_builds: CachedView[list[BuildListItem]]
+    dependencies: DependencyMonitor
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

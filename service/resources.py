@@ -15,6 +15,7 @@ from service.builds import popular as popular_builds
 from service.config import SettingsError
 from service.ctx import App, Ctx
 from service.runtime import db
+from service.telemetry.dependencies import DependencyMonitor
 from service.telemetry.worker_metrics import WorkerMetrics, log_worker_stopped
 
 log = logging.getLogger("myashes.resources")
@@ -49,6 +50,14 @@ async def open_resources(app: App) -> None:
     stack.push_async_callback(db.close_orm)
     ctx.valkey = _valkey_client(settings.valkey_url)
     stack.push_async_callback(ctx.valkey.aclose)
+    # Readiness and /metrics read these results; the first round completes before serving.
+    ctx.dependencies = DependencyMonitor(
+        {"postgres": lambda: _select_1(ctx), "valkey": lambda: _ping(ctx)},
+        interval_s=settings.health_check_interval_s,
+    )
+    await ctx.dependencies.check()
+    ctx.dependencies.start()
+    stack.push_async_callback(ctx.dependencies.stop)
     ctx.search = SearchAggregator(
         ctx.db,
         interval_s=settings.flush_interval_s,
@@ -70,6 +79,14 @@ async def open_resources(app: App) -> None:
         ctx.metrics.start()
         stack.push_async_callback(ctx.metrics.stop)
     log.info("worker resources open")
+
+
+async def _select_1(ctx: Ctx) -> None:
+    await ctx.db.execute_query("SELECT 1")
+
+
+async def _ping(ctx: Ctx) -> None:
+    await ctx.valkey.ping()
 
 
 def _worker_stopped(ctx: Ctx) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -48,3 +51,16 @@ async def scrape(client: httpx.AsyncClient) -> Scrape:
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
     return Scrape.parse(r.text)
+
+
+async def scrape_until(
+    client: httpx.AsyncClient, ready: Callable[[Scrape], bool], timeout_s: float = 20.0
+) -> Scrape:
+    """Scrape until `ready` holds (values a worker publishes in the background), or the
+    deadline passes: the last scrape is returned for the caller's assertions."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got = await scrape(client)
+        if ready(got) or time.monotonic() > deadline:
+            return got
+        await asyncio.sleep(0.05)

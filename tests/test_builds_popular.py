@@ -27,7 +27,6 @@ from tests.factories import (
     validation,
 )
 
-NOW = datetime.now(UTC)
 DAY = timedelta(days=1)
 
 
@@ -46,6 +45,9 @@ async def popular_names(client: httpx.AsyncClient, **params: Any) -> list[str]:
 @pytest.fixture
 async def voted(client: httpx.AsyncClient, sql) -> dict[str, str]:
     """Builds with votes at known ages; tallies on builds match the votes inserted."""
+    # Taken here, not at import: the suite may reach this test minutes after collection,
+    # and edge_in sits 5 minutes inside the week.
+    now = datetime.now(UTC)
     await seed_templates()
     now = datetime.now(UTC)  # not import time: a slow suite would move the week edges
     session = new_session()
@@ -223,14 +225,15 @@ async def test_seed_command_is_idempotent(stores: Stores, sql) -> None:
 
 async def test_popular_builds_of_a_period_are_a_cached_view(client, app, sql, valkey):
     """A period's ranking aggregates build_votes: it lives in Valkey, fresh for VIEW_FRESH_S."""
+    now = datetime.now(UTC)
     session = new_session()
     first = (await create_build(client, session, name="first"))["build_id"]
     second = (await create_build(client, session, name="second"))["build_id"]
-    await add_votes(sql, first, [3], at=NOW - timedelta(hours=1))
+    await add_votes(sql, first, [3], at=now - timedelta(hours=1))
     assert await popular_names(client, period="day") == ["first"]
     key = keys.popular_builds("day", False)
     assert 0 < await valkey.ttl(key) <= keys.VIEW_KEEP_S
-    await add_votes(sql, second, [5], at=NOW - timedelta(minutes=1))
+    await add_votes(sql, second, [5], at=now - timedelta(minutes=1))
     assert await popular_names(client, period="day") == ["first"]  # the fresh copy
     await valkey.delete(key)
     assert await popular_names(client, period="day") == ["second", "first"]
@@ -242,7 +245,7 @@ async def test_a_copy_of_an_older_shape_is_rebuilt(client, sql, valkey):
     """A rolling deploy meets copies the previous version wrote (list items without
     `creator`): they are treated as a miss and rebuilt, never a 500."""
     build = await create_build(client, new_session(), name="fresh")
-    await add_votes(sql, build["build_id"], [4], at=NOW - timedelta(hours=1))
+    await add_votes(sql, build["build_id"], [4], at=datetime.now(UTC) - timedelta(hours=1))
     old = {k: v for k, v in build.items() if k in ITEM_KEYS and k != "creator"}
     key = keys.popular_builds("day", False)
     await valkey.set(key, json.dumps({"built_at": time.time(), "builds": [old]}))

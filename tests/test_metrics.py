@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from aggregators.search import EVENT_OVERHEAD_BYTES
 from service.app import create_app
 from service.runtime.db import credentials
 from service.telemetry import metrics
@@ -19,9 +20,12 @@ from tests.apps import serving
 from tests.conftest import Stores, clean_stores, make_settings
 from tests.factories import API, create_build, headers, new_session
 from tests.faults import TcpProxy
-from tests.scrape import scrape
+from tests.scrape import scrape, scrape_until
 
 REQUESTS = "myashes_http_requests_total"
+PENDING_AGE = "myashes_aggregator_oldest_pending_age_seconds"
+FILL = "myashes_aggregator_buffer_fill_ratio"
+UP = "myashes_dependency_up"
 DURATION_COUNT = "myashes_http_request_duration_seconds_count"
 BUILD_ROUTE = "/api/v1/builds/<build_id:str>"
 SEARCH_ROUTE = "/api/v1/analytics/search"
@@ -107,8 +111,10 @@ async def test_aggregator_counters_follow_the_buffer_and_the_flush(client, app):
         buffered.minus(before, "myashes_aggregator_events_flushed_total", aggregator="search") == 0
     )
     assert buffered.value("myashes_aggregator_buffer_depth", aggregator="search") == 5
-    assert buffered.value("myashes_aggregator_last_flush_age_seconds", aggregator="search") > 0
+    assert buffered.value(PENDING_AGE, aggregator="search") > 0
     assert buffered.value("myashes_aggregator_buffer_capacity", aggregator="search") == 100_000
+    byte_fill = 5 * (EVENT_OVERHEAD_BYTES + 2 * len("q0")) / (64 * 1024 * 1024)
+    assert buffered.value(FILL, aggregator="search") == pytest.approx(max(5 / 100_000, byte_fill))
     assert buffered.value("myashes_aggregator_flush_interval_seconds", aggregator="search") == 3600
 
     assert await app.ctx.search.flush() == 5
@@ -117,7 +123,8 @@ async def test_aggregator_counters_follow_the_buffer_and_the_flush(client, app):
         flushed.minus(before, "myashes_aggregator_events_flushed_total", aggregator="search") == 5
     )
     assert flushed.value("myashes_aggregator_buffer_depth", aggregator="search") == 0
-    assert flushed.value("myashes_aggregator_last_flush_age_seconds", aggregator="search") == 0
+    assert flushed.value(PENDING_AGE, aggregator="search") == 0
+    assert flushed.value(FILL, aggregator="search") == 0
     flushes = "myashes_aggregator_flush_duration_seconds_count"
     assert flushed.minus(before, flushes, aggregator="search") == 1
     assert (
@@ -145,7 +152,7 @@ async def test_a_full_buffer_counts_rejections_and_5xx(client: httpx.AsyncClient
 async def test_gauges_in_flight_pool_and_dependencies(client: httpx.AsyncClient):
     assert (await client.get("/health")).status_code == 200
     now = await scrape(client)
-    assert now.value("myashes_http_requests_in_flight") == 1  # the scrape itself
+    assert now.value("myashes_http_requests_in_flight") == 0  # a scrape is not traffic
     assert now.value("myashes_workers") == 1
     assert now.value("myashes_db_pool_connections_max") == 20  # db_pool_max of the tests
     assert 0 <= now.value("myashes_db_pool_connections_in_use") <= 20
@@ -168,7 +175,7 @@ async def test_postgres_outage_shows_as_down_failures_and_flush_age(
     await clean_stores(stores)
     creds = credentials(stores.database_url)
     database_url = f"postgresql://{creds['user']}@127.0.0.1:{pg_proxy.port}/{creds['database']}"
-    app = create_app(make_settings(stores, database_url=database_url))
+    app = create_app(make_settings(stores, database_url=database_url, health_check_interval_s=0.05))
     async with serving(app) as client:
         before = await scrape(client)
         pg_proxy.cut()
@@ -177,20 +184,21 @@ async def test_postgres_outage_shows_as_down_failures_and_flush_age(
         for _ in range(2):
             with pytest.raises(Exception):  # noqa: B017, PT011 - any driver error
                 await app.ctx.search.flush()
-        down = await scrape(client)
+        # The scrape runs no checks; the worker's background check notices the outage.
+        down = await scrape_until(client, lambda s: s.value(UP, dependency="postgres") == 0)
         assert down.value("myashes_dependency_up", dependency="postgres") == 0
         assert down.value("myashes_dependency_up", dependency="valkey") == 1
         failures = "myashes_aggregator_flush_failures_total"
         assert down.minus(before, failures, aggregator="search") == 2
         assert down.value("myashes_aggregator_buffer_depth", aggregator="search") == 3
-        assert down.value("myashes_aggregator_last_flush_age_seconds", aggregator="search") > 0
+        assert down.value(PENDING_AGE, aggregator="search") > 0
 
         pg_proxy.restore()
         assert await app.ctx.search.flush() == 3
-        up = await scrape(client)
+        up = await scrape_until(client, lambda s: s.value(UP, dependency="postgres") == 1)
         assert up.value("myashes_dependency_up", dependency="postgres") == 1
         assert up.minus(before, "myashes_aggregator_events_flushed_total", aggregator="search") == 3
-        assert up.value("myashes_aggregator_last_flush_age_seconds", aggregator="search") == 0
+        assert up.value(PENDING_AGE, aggregator="search") == 0
 
 
 @pytest.mark.parametrize("settings_overrides", [{"metrics_enabled": False}], indirect=True)

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from service.config import Settings
 from service.telemetry.metrics_dir import PREFIX, metrics_dir, sweep_stale_temp_dirs
 from tests.conftest import Stores, clean_stores
 from tests.factories import API
-from tests.scrape import Scrape, scrape
+from tests.scrape import Scrape, scrape_until
 from tests.server import ROOT, ServerProcess
 from tests.test_metrics import DURATION_COUNT, REQUESTS, SEARCH_ROUTE, search
 
@@ -68,13 +67,8 @@ def test_multiprocess_sums_live_workers_and_drops_crashed_ones(tmp_path):
 
 async def _poll(url: str, ready: Callable[[Scrape], bool], timeout_s: float = 20.0) -> Scrape:
     """Scrape until `ready` (other workers publish their aggregator counts every second)."""
-    deadline = time.monotonic() + timeout_s
     async with httpx.AsyncClient(base_url=url, timeout=10) as c:
-        while True:
-            got = await scrape(c)
-            if ready(got) or time.monotonic() > deadline:
-                return got
-            await asyncio.sleep(0.2)
+        return await scrape_until(c, ready, timeout_s)
 
 
 @pytest.mark.server

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 import yaml
 
 from tests.factories import API, create_build, headers, new_session
+from tests.prometheus import tool
 from tests.scrape import Scrape, scrape
 
 K8S = Path(__file__).resolve().parent.parent / "k8s"
@@ -85,12 +87,16 @@ def test_dashboard_parses_and_covers_the_operator_questions():
     for q in ("0.5", "0.99"):  # p50 / p99
         assert f"histogram_quantile({q}, sum by (le) (rate(myashes_http_request_duration" in exprs
     assert "myashes_aggregator_buffer_depth" in exprs
-    assert "myashes_aggregator_last_flush_age_seconds" in exprs
+    assert "myashes_aggregator_oldest_pending_age_seconds" in exprs
+    assert "max by (aggregator) (myashes_aggregator_buffer_fill_ratio" in exprs  # fullest worker
+    assert "rate(myashes_rate_limited_total" in exprs
+    assert "rate(myashes_rate_limit_fail_open_total" in exprs
     assert "rate(myashes_votes_total" in exprs
     assert "rate(myashes_searches_recorded_total" in exprs
     assert exprs.count("* 60") >= 2  # votes and searches per minute
 
 
+@pytest.mark.parametrize("settings_overrides", [{"rate_limit_enabled": True}], indirect=True)
 async def test_every_metric_used_is_exported(after_traffic: Scrape):
     exported = after_traffic.names()
     used: dict[str, set[str]] = {}
@@ -106,7 +112,16 @@ async def test_every_metric_used_is_exported(after_traffic: Scrape):
         assert not unknown, f"{name} has no label(s) {sorted(unknown)}"
 
 
-def test_alerts_cover_errors_flush_age_buffer_and_postgres():
+async def test_a_scrape_passes_promtool_check_metrics(after_traffic: Scrape, client):
+    text = (await client.get("/metrics")).text
+    check = subprocess.run(
+        [tool("promtool"), "check", "metrics"], input=text, capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert check.stdout + check.stderr == ""  # no lint problem either
+
+
+def test_alerts_cover_errors_flush_age_buffer_postgres_absence_and_rate_limits():
     rules = {r["alert"]: r for r in alert_rules()}
     for rule in rules.values():
         assert rule["expr"].strip()
@@ -115,10 +130,16 @@ def test_alerts_cover_errors_flush_age_buffer_and_postgres():
     errors = rules["MyAshesHighErrorRate"]["expr"]
     assert 'status_class="5xx"' in errors
     stale = " ".join(rules["MyAshesFlushStale"]["expr"].split())
-    assert "myashes_aggregator_last_flush_age_seconds" in stale
+    assert "max by (namespace, pod, aggregator) (myashes_aggregator_oldest_pending_age" in stale
     assert "> 5 * max by (namespace, pod, aggregator) (myashes_aggregator_flush_interval" in stale
     full = " ".join(rules["MyAshesBufferNearlyFull"]["expr"].split())
-    assert re.search(r"buffer_depth.*/.*buffer_capacity.*> 0\.8$", full)
+    assert full.startswith("max by (namespace, pod, aggregator) (myashes_aggregator_buffer_fill")
+    assert full.endswith("> 0.8")
+    absent = " ".join(rules["MyAshesApiAbsent"]["expr"].split())
+    assert absent == 'absent(up{namespace="myashes-backend", service="myashes-backend"} == 1)'
+    assert rules["MyAshesApiAbsent"]["labels"]["namespace"] == "myashes-backend"
+    assert "myashes_rate_limit_fail_open_total" in rules["MyAshesRateLimitFailOpen"]["expr"]
+    assert "myashes_rate_limited_total" in rules["MyAshesRateLimitedShare"]["expr"]
     down = rules["MyAshesPostgresDown"]["expr"]
     assert 'myashes_dependency_up{namespace="myashes-backend", dependency="postgres"}' in down
     assert down.strip().endswith("== 0")

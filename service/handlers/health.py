@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from typing import Any
@@ -15,37 +14,15 @@ from service.contract.errors import ServiceUnavailable
 from service.ctx import ApiRequest, App, Ctx
 from service.http.docs import doc
 from service.http.responses import json_response
-from service.telemetry import metrics
 
-CHECK_TIMEOUT_S = 2.0
 READY_RETRY_S = 5
 
 
-async def _timed(probe: Any) -> dict[str, Any]:
-    start = time.perf_counter()
-    try:
-        await asyncio.wait_for(probe, CHECK_TIMEOUT_S)
-    except Exception as exc:  # any failure means "down" for a probe
-        return {"ok": False, "latency_ms": None, "error": type(exc).__name__}
-    return {"ok": True, "latency_ms": round((time.perf_counter() - start) * 1000, 2)}
-
-
-async def check_postgres(ctx: Ctx) -> dict[str, Any]:
-    return await _timed(ctx.db.execute_query("SELECT 1"))
-
-
-async def check_valkey(ctx: Ctx) -> dict[str, Any]:
-    return await _timed(ctx.valkey.ping())
-
-
 def aggregator_status(ctx: Ctx) -> dict[str, Any]:
+    """Events not yet durable, and how long the oldest of them has waited (0 when none)."""
     aggregators = [a for a in (getattr(ctx, "search", None), getattr(ctx, "votes", None)) if a]
-    ages = [a.last_flush_age_s() for a in aggregators]
-    known = [age for age in ages if age is not None]
-    return {
-        "buffered": sum(a.depth for a in aggregators),
-        "last_flush_age_s": round(max(known), 3) if known else None,
-    }
+    age = max((a.oldest_pending_age_s() for a in aggregators), default=0.0)
+    return {"buffered": sum(a.depth for a in aggregators), "last_flush_age_s": round(age, 3)}
 
 
 @doc(
@@ -58,14 +35,18 @@ def aggregator_status(ctx: Ctx) -> dict[str, Any]:
 )
 async def health(request: ApiRequest) -> HTTPResponse:
     ctx = request.app.ctx
-    postgres, valkey = await asyncio.gather(check_postgres(ctx), check_valkey(ctx))
-    metrics.dependencies_checked({"postgres": postgres, "valkey": valkey})
-    status = "ok" if postgres["ok"] and valkey["ok"] else "degraded" if postgres["ok"] else "down"
+    checks = await ctx.dependencies.check()  # fresh: this route is rate-limited
+    postgres, valkey = checks["postgres"].ok, checks["valkey"].ok
+    status = "ok" if postgres and valkey else "degraded" if postgres else "down"
     body = {
         "status": status,
         "version": __version__,
         "uptime_seconds": round(time.monotonic() - ctx.started_at, 3),
-        "checks": {"postgres": postgres, "valkey": valkey, "aggregators": aggregator_status(ctx)},
+        "checks": {
+            "postgres": checks["postgres"].body(),
+            "valkey": checks["valkey"].body(),
+            "aggregators": aggregator_status(ctx),
+        },
     }
     return json_response(body, 503 if status == "down" else 200)
 
@@ -139,14 +120,15 @@ async def ready(request: ApiRequest) -> HTTPResponse:
         raise ServiceUnavailable("Worker is shutting down", retry_after=READY_RETRY_S)
     if not all_workers_started(request.app):
         raise ServiceUnavailable("Workers are still starting", retry_after=1)
-    if not (await check_postgres(ctx))["ok"]:
+    if not ctx.dependencies.up("postgres"):  # the worker's background check: no I/O here
         raise ServiceUnavailable("PostgreSQL is unreachable", retry_after=READY_RETRY_S)
     return json_response({"status": "ready"})
 
 
 def blueprint() -> Blueprint:
     bp = Blueprint("health")
-    bp.add_route(health, "/health", methods=["GET"], name="health")
-    bp.add_route(live, "/health/live", methods=["GET"], name="live")
-    bp.add_route(ready, "/health/ready", methods=["GET"], name="ready")
+    # Operational routes: kept out of the traffic metrics (service.http.observe).
+    bp.add_route(health, "/health", methods=["GET"], name="health", ctx_operational=True)
+    bp.add_route(live, "/health/live", methods=["GET"], name="live", ctx_operational=True)
+    bp.add_route(ready, "/health/ready", methods=["GET"], name="ready", ctx_operational=True)
     return bp

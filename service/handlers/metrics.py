@@ -7,7 +7,6 @@ import asyncio
 from sanic import Blueprint, HTTPResponse
 
 from service.ctx import ApiRequest
-from service.handlers.health import check_postgres, check_valkey
 from service.http.docs import doc
 from service.telemetry import metrics
 
@@ -21,10 +20,8 @@ from service.telemetry import metrics
     auth=None,
 )
 async def scrape(request: ApiRequest) -> HTTPResponse:
+    # No I/O to the stores: dependency gauges come from each worker's background check.
     ctx = request.app.ctx
-    # A scrape is also a dependency probe: up/down and latency are fresh at every scrape.
-    postgres, valkey = await asyncio.gather(check_postgres(ctx), check_valkey(ctx))
-    metrics.dependencies_checked({"postgres": postgres, "valkey": valkey})
     if ctx.metrics is not None:
         ctx.metrics.sync()  # this worker's numbers are exact; the others' are <= 1 s old
     body = await asyncio.to_thread(metrics.render)  # file reads: off the event loop
@@ -33,5 +30,6 @@ async def scrape(request: ApiRequest) -> HTTPResponse:
 
 def blueprint() -> Blueprint:
     bp = Blueprint("metrics")
-    bp.add_route(scrape, "/metrics", methods=["GET"], name="scrape")
+    # Operational route: kept out of the traffic metrics (service.http.observe).
+    bp.add_route(scrape, "/metrics", methods=["GET"], name="scrape", ctx_operational=True)
     return bp

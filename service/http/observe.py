@@ -3,6 +3,10 @@ access line and the HTTP metrics.
 
 Two middlewares in total, chosen once at registration: with METRICS_ENABLED=false the metrics
 code is not on the request path at all (DESIGN rule 9: measure before adding to the hot path).
+Operational routes (declared with `ctx_operational=True`: /metrics, /health, /health/*) get
+their access line but stay out of the traffic metrics: scrapes and probes are not load, and
+the error/latency alerts and the KEDA trigger read those metrics as load. Every route's
+request counter exists from the worker's start for each status class alerts select on.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import secrets
 import time
 
 from sanic.response import BaseHTTPResponse
+from sanic_routing import Route
 
 from service.ctx import ApiRequest, App
 from service.http.sessions import session_of
@@ -47,6 +52,23 @@ def route_of(request: ApiRequest) -> str:
     """The route template ("/api/v1/builds/<build_id:str>"), never the raw path."""
     route = request.route
     return "unmatched" if route is None else "/" + route.path
+
+
+def is_operational(route: Route | None) -> bool:
+    return route is not None and getattr(route.ctx, "operational", False) is True
+
+
+async def _init_series(app: App) -> None:
+    """Per worker, before serving: every traffic route's counters, at 0 for each status class."""
+    metrics.http.init_series(
+        (
+            (method, route.path)
+            for route in app.router.routes
+            if not is_operational(route)
+            for method in sorted(route.methods)
+        ),
+        metrics.STATUS_CLASSES,
+    )
 
 
 def _elapsed_s(request: ApiRequest) -> float:
@@ -95,7 +117,8 @@ def register(app: App) -> None:
     record = metrics.http.record
 
     async def begin_measured(request: ApiRequest) -> None:
-        inflight.add(request)  # weak: a request cancelled mid-way drops out by itself
+        if not is_operational(request.route):
+            inflight.add(request)  # weak: a request cancelled mid-way drops out by itself
         request.ctx.started = time.perf_counter()
         REQUEST_ID.set(request_id_of(request))
 
@@ -103,7 +126,9 @@ def register(app: App) -> None:
         inflight.discard(request)
         elapsed, status = _finish(request, response)
         route = request.route
-        record(request.method, None if route is None else route.path, status, elapsed)
+        if not is_operational(route):
+            record(request.method, None if route is None else route.path, status, elapsed)
 
+    app.before_server_start(_init_series)
     app.middleware(begin_measured, "request", priority=PRIORITY)
     app.middleware(end_measured, "response", priority=PRIORITY)

@@ -44,6 +44,7 @@ _WHAT = {
     READ: "reading",
 }
 LOG_INTERVAL_S = 60.0
+SCOPES = ("player", "session", "ip")  # who a limit counts: myashes_rate_limited_total{scope}
 
 RATE_LIMITED = Counter(
     "myashes_rate_limited_total",
@@ -135,6 +136,9 @@ class Guard:
         self._logged_at = -math.inf
 
     async def open(self, app: App) -> None:
+        for category in self.rules:  # per worker: every series the dashboard shows, from 0
+            for scope in SCOPES:
+                RATE_LIMITED.labels(category, scope)
         url = app.ctx.settings.valkey_url
         if url is not None:
             self.counter = RateCounter(url)

@@ -56,6 +56,8 @@ DOCS: dict[str, str] = {
     "otherwise)",
     "auth_jwks_min_refetch_s": "an unknown `kid` refetches the JWKS at most this often per worker",
     "metrics_enabled": "serve /metrics and count requests",
+    "health_check_interval_s": "each worker checks PostgreSQL and Valkey this often in the "
+    "background; /health/ready and /metrics answer from the latest check",
     "bench_endpoints": "register /_bench/noop (benchmark ceiling)",
     "prometheus_multiproc_dir": "prometheus multiprocess dir; unset: a temp dir per server run",
 }

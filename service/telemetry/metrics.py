@@ -18,7 +18,6 @@ import contextlib
 import os
 import re
 import weakref
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,9 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 FLUSH_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 METHODS = frozenset({"GET", "POST", "PATCH", "DELETE", "OPTIONS", "HEAD", "PUT"})
+# Status classes the dashboard and the alerts select on: exported as 0 for every route from
+# the start, so an error ratio reads 0 (not "no data") and rate() sees the first 5xx.
+STATUS_CLASSES = ("2xx", "4xx", "5xx")
 AGGREGATORS = ("search", "votes")
 VOTE_OUTCOMES = ("accepted", "duplicate", "not_found")
 
@@ -96,13 +98,20 @@ AGG_DEPTH = Gauge(
 )
 AGG_CAPACITY = Gauge(
     "myashes_aggregator_buffer_capacity",
-    "Buffer bound in events (503 beyond it)",
+    "Buffer bound of one worker in events (503 beyond it)",
     ["aggregator"],
-    multiprocess_mode="livesum",
+    multiprocess_mode="livemax",
 )
-AGG_FLUSH_AGE = Gauge(
-    "myashes_aggregator_last_flush_age_seconds",
-    "Seconds since the last successful flush while events are pending (0 when none are); "
+AGG_FILL = Gauge(
+    "myashes_aggregator_buffer_fill_ratio",
+    "How full the fullest worker's buffer is: max(events / event cap, bytes / byte cap); "
+    "at 1 it answers 503",
+    ["aggregator"],
+    multiprocess_mode="livemax",
+)
+AGG_PENDING_AGE = Gauge(
+    "myashes_aggregator_oldest_pending_age_seconds",
+    "Age of the oldest event accepted but not yet durable (0 when none is pending); "
     "the oldest over workers",
     ["aggregator"],
     multiprocess_mode="livemax",
@@ -125,13 +134,13 @@ SEARCHES = Counter(
 # ---- Dependencies --------------------------------------------------------------------------
 DEPENDENCY_UP = Gauge(
     "myashes_dependency_up",
-    "1 when the last health check of the dependency succeeded (most recent check wins)",
+    "1 when the last background check of the dependency succeeded (most recent check wins)",
     ["dependency"],
     multiprocess_mode="livemostrecent",
 )
 DEPENDENCY_CHECK_DURATION = Gauge(
     "myashes_dependency_check_duration_seconds",
-    "Duration of the last health check of the dependency",
+    "Duration of the last background check of the dependency",
     ["dependency"],
     multiprocess_mode="livemostrecent",
 )
@@ -158,13 +167,6 @@ def vote(outcome: str) -> None:
 
 def feedback(rating: str) -> None:
     FEEDBACK.labels(rating).inc()
-
-
-def dependencies_checked(checks: Mapping[str, Mapping[str, Any]]) -> None:
-    """Record health-check results ({name: {"ok", "latency_ms"}}, as /health reports them)."""
-    for name, check in checks.items():
-        DEPENDENCY_UP.labels(name).set(1 if check["ok"] else 0)
-        DEPENDENCY_CHECK_DURATION.labels(name).set((check["latency_ms"] or 0.0) / 1000)
 
 
 def init_series() -> None:

@@ -6,7 +6,7 @@ from the worker's metrics sync: every second, before a scrape it serves, and at 
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 
 from prometheus_client import Counter, Histogram
 
@@ -47,11 +47,18 @@ class HttpTally:
         pending.seconds += seconds
         pending.buckets[bisect_left(self._bounds, seconds)] += 1  # first bound >= seconds: `le`
 
+    def init_series(self, routes: Iterable[tuple[str, str]], classes: Iterable[str]) -> None:
+        """Export every (method, route template) with each status class in `classes` as 0."""
+        classes = tuple(classes)
+        for method, route_path in routes:
+            if method in self._methods:
+                for status_class in classes:
+                    self._requests.labels(method, "/" + route_path, status_class)
+
     def drain(self) -> None:
         for p in self._pending.values():
             if not p.count:
                 continue
-            p.requests.inc(p.count)
             # observe() takes one value at a time; the histogram's per-bucket values
             # (not cumulative: summed up at exposition) take a batch just the same.
             p.latency._sum.inc(p.seconds)
@@ -59,6 +66,9 @@ class HttpTally:
                 if n:
                     p.latency._buckets[i].inc(n)
                     p.buckets[i] = 0
+            # Last: a scrape (another process, any moment) that sees these requests counted
+            # sees their latencies too.
+            p.requests.inc(p.count)
             p.count, p.seconds = 0, 0.0
 
 

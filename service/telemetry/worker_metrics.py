@@ -27,10 +27,9 @@ log = logging.getLogger("myashes.metrics")
 class AggregatorExport:
     """One aggregator's metrics; counters advance by what its stats gained since last sync."""
 
-    def __init__(self, aggregator: BatchingActor[Any, Any], started: float) -> None:
+    def __init__(self, aggregator: BatchingActor[Any, Any]) -> None:
         name = aggregator.name
         self.aggregator = aggregator
-        self.started = started
         self.seen = dict.fromkeys(_COUNTED, 0)
         self.counters = {
             "accepted": metrics.AGG_ACCEPTED.labels(name),
@@ -40,7 +39,8 @@ class AggregatorExport:
         }
         self.duration = metrics.AGG_FLUSH_DURATION.labels(name)
         self.depth = metrics.AGG_DEPTH.labels(name)
-        self.age = metrics.AGG_FLUSH_AGE.labels(name)
+        self.fill = metrics.AGG_FILL.labels(name)
+        self.age = metrics.AGG_PENDING_AGE.labels(name)
         metrics.AGG_CAPACITY.labels(name).set(aggregator.max_items)
         metrics.AGG_FLUSH_INTERVAL.labels(name).set(aggregator.interval_s)
         aggregator.on_flush = self._flushed
@@ -57,11 +57,9 @@ class AggregatorExport:
                 counter.inc(value - self.seen[field])
                 self.seen[field] = value
         stats.durations.clear()  # observed through on_flush already
-        depth = self.aggregator.depth
-        self.depth.set(depth)
-        last = stats.last_success
-        # Pending events make age meaningful; an idle worker with nothing buffered is not stale.
-        self.age.set(0.0 if depth == 0 else now - (self.started if last is None else last))
+        self.depth.set(self.aggregator.depth)
+        self.fill.set(self.aggregator.fill())
+        self.age.set(self.aggregator.oldest_pending_age_s(now))
 
 
 class WorkerMetrics:
@@ -73,8 +71,7 @@ class WorkerMetrics:
 
     def __init__(self, db: Any, aggregators: Sequence[BatchingActor[Any, Any]]) -> None:
         self._db = db
-        now = time.monotonic()
-        self._aggregators = [AggregatorExport(a, now) for a in aggregators]
+        self._aggregators = [AggregatorExport(a) for a in aggregators]
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
