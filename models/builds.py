@@ -33,7 +33,9 @@ class Build(Model):
     rating_sum = fields.IntField(default=0)
     vote_count = fields.IntField(default=0)
     created_at = fields.DatetimeField(auto_now_add=True)
-    updated_at = fields.DatetimeField(auto_now=True)
+    # Set explicitly (one timestamp shared with created_at on insert, now() on each edit),
+    # so a new build's created_at and updated_at are equal rather than microseconds apart.
+    updated_at = fields.DatetimeField(auto_now_add=True)
 
     votes: fields.ReverseRelation[BuildVote]
 

@@ -123,6 +123,7 @@ def row_of(build: Build) -> dict[str, Any]:
 
 async def create(body: schemas.BuildCreate, caller: Caller) -> dict[str, Any]:
     """Insert a build owned by the caller's player, else by its session."""
+    now = datetime.now(UTC)
     build = await create_with_fresh_id(
         Build,
         "b",
@@ -137,6 +138,8 @@ async def create(body: schemas.BuildCreate, caller: Caller) -> dict[str, Any]:
         owner_session=caller.session_id,
         owner_player=caller.player_id,
         creator_name=None if caller.player is None else caller.player.display_name,
+        created_at=now,
+        updated_at=now,
     )
     return row_of(build)
 
@@ -204,6 +207,7 @@ async def seed_templates() -> int:
                 "is_public": True,
                 "is_template": True,
                 "owner_session": None,
+                "updated_at": datetime.now(UTC),
             }
             await Build.update_or_create(defaults=fields, build_id=template.build_id)
     return len(TEMPLATES)
