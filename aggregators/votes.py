@@ -16,7 +16,6 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -327,14 +326,31 @@ class VoteAggregator(BatchingActor[PendingVote, list[PendingVote]]):
         if not tallies:
             return
         try:
-            async with self._valkey.pipeline(transaction=False) as pipe:
-                for build_id, (rating_sum, vote_count) in tallies.items():
-                    key = keys.rating(build_id)
-                    mapping: dict[Any, Any] = {"rating_sum": rating_sum, "vote_count": vote_count}
-                    pipe.hset(key, mapping=mapping)
-                    pipe.expire(key, keys.RATING_TTL_S)
-                await pipe.execute()
+            await project_tallies(self._valkey, tallies)
         except (RedisError, OSError) as exc:
             if not self._unprojected:
                 log.warning("rating projection deferred (Valkey: %s)", exc)
             self._unprojected.update(tallies)
+
+
+# HSET + EXPIRE of every build's rating key in one script: one command, one round trip,
+# however many builds the batch touched (a pipeline packs and parses 2 commands per build).
+_PROJECT_LUA = """
+local ttl = ARGV[1]
+for i, key in ipairs(KEYS) do
+    redis.call('HSET', key, 'rating_sum', ARGV[2 * i], 'vote_count', ARGV[2 * i + 1])
+    redis.call('EXPIRE', key, ttl)
+end
+return #KEYS
+"""
+
+
+async def project_tallies(valkey: Redis, tallies: dict[str, tuple[int, int]]) -> None:
+    """Absolute rating_sum / vote_count (from Postgres) to each build's rating key."""
+    if not tallies:
+        return
+    args: list[int] = [keys.RATING_TTL_S]
+    for rating_sum, vote_count in tallies.values():
+        args += (rating_sum, vote_count)
+    script = valkey.register_script(_PROJECT_LUA)
+    await script(keys=[keys.rating(b) for b in tallies], args=args)
