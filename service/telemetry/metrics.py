@@ -138,6 +138,10 @@ TALLY_DRIFT = Gauge(
     "tally check (repaired by it; must be 0)",
     multiprocess_mode="mostrecent",
 )
+TALLY_DRIFT_FOUND = Counter(
+    "myashes_tally_drift_found",
+    "Builds the periodic tally checks found drifted (each repaired by the check that found it)",
+)
 TALLY_CHECKED_AT = Gauge(
     "myashes_tally_last_check_timestamp_seconds",
     "When the last tally check finished (Unix time)",
@@ -184,6 +188,7 @@ def feedback(rating: str) -> None:
 
 def tally_check(drift: int) -> None:
     TALLY_DRIFT.set(drift)
+    TALLY_DRIFT_FOUND.inc(drift)
     TALLY_CHECKED_AT.set_to_current_time()
 
 
