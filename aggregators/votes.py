@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -127,6 +128,16 @@ def zip_keys(build_id: str, sessions: list[str], players: list[str | None]) -> I
     return ((build_id, session, player) for session, player in zip(sessions, players, strict=True))
 
 
+class _Unavailable:
+    """Stands in for a connection that could not be acquired: the batch fails with why."""
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    async def fetch(self, *args: Any, **kwargs: Any) -> Any:
+        raise self.exc
+
+
 class VoteAggregator(BatchingActor[PendingVote, list[PendingVote]]):
     name = "votes"
 
@@ -144,10 +155,11 @@ class VoteAggregator(BatchingActor[PendingVote, list[PendingVote]]):
         self._db = db
         self._valkey = valkey
         self.max_batch = max_batch
-        # Batches committing at once: while one waits on Postgres the next is being built.
-        # Safe: every batch locks builds in sorted id order, so they cannot deadlock.
+        # Batches committing at once, each on its own lane (connection): while one waits on
+        # Postgres the next is being built. Safe: every batch locks builds in sorted id order,
+        # so they cannot deadlock.
         self.max_inflight = max_inflight
-        self._commits: set[asyncio.Task[None]] = set()
+        self._lanes: set[asyncio.Task[None]] = set()
         self._committing = 0  # votes in batches being committed
         self._committing_since: list[float] = []  # when the oldest vote of each was queued
         self.statements = 0
@@ -187,34 +199,51 @@ class VoteAggregator(BatchingActor[PendingVote, list[PendingVote]]):
                 await asyncio.wait_for(self._wakeup.wait(), self.interval_s)
             self._wakeup.clear()
             self._dispatch()
-            if self._unprojected and not self._commits:
+            if self._unprojected and not self._lanes:
                 try:
                     await self._heal()
                 except Exception as exc:  # Postgres down: healed on a later tick
                     log.warning("rating projection heal failed: %s", exc)
 
     def _dispatch(self) -> None:
-        """Start commits for pending votes, up to max_inflight batches at once."""
+        """Open lanes for pending votes, up to max_inflight at once."""
         loop = asyncio.get_running_loop()
-        while self._buffer and len(self._commits) < self.max_inflight:
-            batch = self._buffer[: self.max_batch]
-            del self._buffer[: self.max_batch]
-            self._committing += len(batch)
-            self._committing_since.append(batch[0].queued_at)
-            task = loop.create_task(self._commit(batch))
-            self._commits.add(task)
-            task.add_done_callback(self._committed)
+        while self._buffer and len(self._lanes) < self.max_inflight:
+            task = loop.create_task(self._lane())
+            self._lanes.add(task)
 
-    def _committed(self, task: asyncio.Task[None]) -> None:
-        self._commits.discard(task)
-        self._wake()  # votes that arrived meanwhile form the next batch
+    async def _lane(self) -> None:
+        """Commit batch after batch on one pooled connection while votes keep coming, then
+        give it back: under load a batch costs one round trip, with no pool acquire/reset
+        between batches. A failed batch ends the lane (its connection may be broken)."""
+        try:
+            async with self._db.acquire_connection() as conn:
+                while self._buffer:
+                    if not await self._commit(self._take(), conn):
+                        break
+        except Exception as exc:  # no connection (Postgres down): the batch fails, never waits
+            if self._buffer:
+                await self._commit(self._take(), _Unavailable(exc))
+        finally:
+            # Out of the lane count before the wake-up: votes that arrived while this lane
+            # gave its connection back get a new lane at once, not at the next tick.
+            if (me := asyncio.current_task()) is not None:
+                self._lanes.discard(me)
+            self._wake()
 
-    async def _commit(self, batch: list[PendingVote]) -> None:
+    def _take(self) -> list[PendingVote]:
+        batch = self._buffer[: self.max_batch]
+        del self._buffer[: self.max_batch]
+        return batch
+
+    async def _commit(self, batch: list[PendingVote], conn: Any) -> bool:
         """One group commit. A failed batch fails its waiters (503), it is never retried:
         a vote is answered only once it is durable, and never silently kept."""
         started = time.perf_counter()
+        self._committing += len(batch)
+        self._committing_since.append(batch[0].queued_at)
         try:
-            await self._write(batch)
+            await self._write(batch, conn)
         except Exception as exc:
             self.stats.failures += 1
             self._record(time.perf_counter() - started, 0, ok=False)
@@ -224,10 +253,12 @@ class VoteAggregator(BatchingActor[PendingVote, list[PendingVote]]):
             for vote in batch:
                 if not vote.future.done():
                     vote.future.set_exception(failure)
+            return False
         else:
             self.stats.flushed += len(batch)
             self.stats.last_success = time.monotonic()
             self._record(time.perf_counter() - started, len(batch), ok=True)
+            return True
         finally:
             self._committing -= len(batch)
             self._committing_since.remove(batch[0].queued_at)
@@ -236,10 +267,10 @@ class VoteAggregator(BatchingActor[PendingVote, list[PendingVote]]):
         """Commit everything pending and wait for it; then project and heal. Returns the
         number of votes committed by this call's batches."""
         before = self.stats.flushed
-        while self._buffer or self._commits:
+        while self._buffer or self._lanes:
             self._dispatch()
-            if self._commits:
-                await asyncio.wait(set(self._commits))
+            if self._lanes:
+                await asyncio.wait(set(self._lanes))
         if self.stats.last_success is None:
             self.stats.last_success = time.monotonic()
         if self._projector is not None:
@@ -249,18 +280,20 @@ class VoteAggregator(BatchingActor[PendingVote, list[PendingVote]]):
             await self._heal()
         return self.stats.flushed - before
 
-    async def _write(self, batch: list[PendingVote]) -> None:
-        async with self._db.acquire_connection() as conn:
-            rows = await conn.fetch(
-                _BATCH_SQL,
-                list(range(len(batch))),
-                [v.build_id for v in batch],
-                [v.session_id for v in batch],
-                [v.rating for v in batch],
-                [v.player_id for v in batch],
-                sorted({v.build_id for v in batch}),
-                timeout=STATEMENT_TIMEOUT_S,
-            )
+    async def _write(self, batch: list[PendingVote], conn: Any = None) -> None:
+        if conn is None:
+            async with self._db.acquire_connection() as own:
+                return await self._write(batch, own)
+        rows = await conn.fetch(
+            _BATCH_SQL,
+            list(range(len(batch))),
+            [v.build_id for v in batch],
+            [v.session_id for v in batch],
+            [v.rating for v in batch],
+            [v.player_id for v in batch],
+            sorted({v.build_id for v in batch}),
+            timeout=STATEMENT_TIMEOUT_S,
+        )
         self.statements += 1
         access: dict[str, Access] = {}
         inserted: set[Key] = set()
