@@ -41,6 +41,13 @@ def stores(settings: Settings) -> Iterator[Settings]:
         servers.stop()
 
 
+def describe(settings: Settings) -> str:
+    """host:port/database of the store, for logs (never credentials)."""
+    assert settings.database_url is not None
+    creds = db.credentials(settings.database_url)
+    return f"{creds['host']}:{creds['port']}/{creds['database']}"
+
+
 def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
@@ -52,6 +59,11 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
         assert ready.database_url is not None
         if settings.embedded or args.migrate:
             asyncio.run(db.prepare(ready.database_url))
+        elif settings.env == "development":
+            # A database given by URL in development: bring its schema up to this code's.
+            # Production never does (the migration Job does; pods wait, not ready, until then).
+            log.info("development: applying pending migrations to %s", describe(ready))
+            asyncio.run(db.prepare(ready.database_url, templates=False))
         loader = AppLoader(factory=create_app)
         app = loader.load()
         app.prepare(host=ready.host, port=ready.port, workers=ready.workers, single_process=False)

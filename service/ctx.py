@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from aggregators.votes import VoteAggregator
     from service.contract.schemas import BuildListItem
     from service.telemetry.dependencies import DependencyMonitor
+    from service.telemetry.schema import SchemaGate
     from service.telemetry.worker_metrics import WorkerMetrics
 
 
@@ -36,6 +37,7 @@ class Ctx:
     popular: PopularQueries
     popular_builds: CachedView[list[BuildListItem]]
     dependencies: DependencyMonitor
+    schema: SchemaGate
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from pathlib import Path
 
 from redis.asyncio import Redis
 
@@ -16,6 +17,7 @@ from service.config import SettingsError
 from service.ctx import App, Ctx
 from service.runtime import db
 from service.telemetry.dependencies import DependencyMonitor
+from service.telemetry.schema import SchemaGate
 from service.telemetry.worker_metrics import WorkerMetrics, log_worker_stopped
 
 log = logging.getLogger("myashes.resources")
@@ -58,6 +60,13 @@ async def open_resources(app: App) -> None:
     await ctx.dependencies.check()
     ctx.dependencies.start()
     stack.push_async_callback(ctx.dependencies.stop)
+    # Applied migrations vs the shipped ones: not ready and API 503 until they match.
+    ctx.schema = SchemaGate(
+        ctx.db, Path(db.MIGRATIONS_DIR) / "models", recheck_s=settings.schema_recheck_s
+    )
+    await ctx.schema.check()
+    ctx.schema.start()
+    stack.push_async_callback(ctx.schema.stop)
     ctx.search = SearchAggregator(
         ctx.db,
         interval_s=settings.flush_interval_s,
