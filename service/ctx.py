@@ -43,6 +43,7 @@ class Ctx:
         self.settings = settings
         self.started_at = time.monotonic()
         self.shutting_down = False
+        self.stop_requested = False  # a stop signal arrived (service.resources)
         self.stack = AsyncExitStack()
         self.metrics: WorkerMetrics | None = None  # set per worker when METRICS_ENABLED
 
