@@ -16,7 +16,7 @@ VOTES = int(os.environ.get("PLANS_VOTES", 1_000_000))
 EVENTS = int(os.environ.get("PLANS_EVENTS", 5_000_000))
 TABLES = (
     "builds, build_votes, feedback, search_events, search_rollups, search_rollup_sessions, "
-    "flush_log"
+    "search_rollup_sources, flush_log"
 )
 # Skewed like a real player base: tanks and clerics are common picks, bards rare.
 ARCHETYPE_MIX = (
@@ -40,7 +40,7 @@ SELECT 'b_' || lpad(to_hex(i), 8, '0'),
        initcap(adj) || ' ' || c.class_name || ' ' || i,
        CASE WHEN random() < 0.1 THEN NULL ELSE 'Built for ' || focus || ' with ' || style END,
        g.p, g.s, c.class_name, g.race, random() < 0.9, false,
-       'sess_' || lpad(to_hex((i * 7919) % 40000), 24, '0'), 0, 0, created, created
+       'sess_' || lpad(to_hex((i::int8 * 7919) % 40000), 24, '0'), 0, 0, created, created
 FROM (SELECT i, m[1 + floor(random() * cardinality(m))::int] AS p,
              m[1 + floor(random() * cardinality(m))::int] AS s,
              r[1 + floor(random() * cardinality(r))::int] AS race,
