@@ -1,8 +1,10 @@
 """VoteAggregator: group commit of concurrent votes; durable before anyone gets an answer.
 
 Submissions wait on a future. The loop commits everything pending as one transaction:
-lock the touched builds in sorted id order, insert the votes (ON CONFLICT DO NOTHING
-RETURNING), recompute rating_sum/vote_count of those builds from build_votes, commit. Then
+lock the touched builds in sorted id order, count each (build, source network)'s votes of
+the last 24 h (a network past votes_per_network gets NETWORK_LIMITED, answered 429), insert
+the votes with their network (ON CONFLICT DO NOTHING RETURNING), recompute
+rating_sum/vote_count of those builds from build_votes, commit. Then
 each waiter learns its outcome, and Valkey gets the absolute tallies. Nothing is counted
 in Python: totals always come from the votes table.
 """
@@ -32,6 +34,7 @@ class Outcome(enum.Enum):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
     NOT_FOUND = "not_found"  # no such build, or another session's private build
+    NETWORK_LIMITED = "network_limited"  # its network's votes on this build in 24 h: full
 
 
 class VoteNotStored(Exception):
@@ -48,6 +51,7 @@ class VoteResult:
     outcome: Outcome
     rating_sum: int = 0
     vote_count: int = 0
+    retry_after_s: float = 0.0  # NETWORK_LIMITED: until the network's oldest vote ages out
 
 
 @dataclass
@@ -57,9 +61,23 @@ class PendingVote:
     rating: int
     future: asyncio.Future[VoteResult] = field(repr=False)
     player_id: str | None = None  # a logged-in voter: one vote per build per player too
+    # The voter's client network: at most votes_per_network per build per NETWORK_WINDOW.
+    source_network: str | None = None
     queued_at: float = field(default_factory=time.monotonic, repr=False)
 
 
+NETWORK_WINDOW_S = 24 * 3600
+VOTES_PER_NETWORK = 10
+# Each (build, network) of the batch: its votes in the window and when the oldest ages out
+# (build_votes_network_idx). Exact: the builds are locked, every vote writer locks first.
+_NETWORK_SQL = """
+SELECT t.build_id, t.net, count(v.*)::int AS n,
+       extract(epoch FROM min(v.created_at) + make_interval(secs => $3) - now()) AS wait_s
+FROM unnest($1::text[], $2::text[]) AS t(build_id, net)
+LEFT JOIN build_votes v ON v.build_id = t.build_id AND v.source_network = t.net
+    AND v.created_at > now() - make_interval(secs => $3)
+GROUP BY t.build_id, t.net
+"""
 _LOCK_SQL = """
 SELECT build_id, is_public OR is_template AS listed, owner_session, owner_player
 FROM builds WHERE build_id = ANY($1::text[])
@@ -71,10 +89,10 @@ ORDER BY build_id FOR NO KEY UPDATE
 # is: votes in the table + votes this statement inserted.
 _INSERT_AND_RECOUNT_SQL = """
 WITH ins AS (
-    INSERT INTO build_votes (build_id, session_id, rating, created_at, player_id)
-    SELECT build_id, session_id, rating, now(), player_id
-    FROM unnest($1::text[], $2::text[], $3::int2[], $4::text[])
-        AS t(build_id, session_id, rating, player_id)
+    INSERT INTO build_votes (build_id, session_id, rating, created_at, player_id, source_network)
+    SELECT build_id, session_id, rating, now(), player_id, source_network
+    FROM unnest($1::text[], $2::text[], $3::int2[], $4::text[], $5::text[])
+        AS t(build_id, session_id, rating, player_id, source_network)
     ORDER BY build_id, session_id
     -- no target: a vote that repeats either (build, session) or (build, player) is dropped
     ON CONFLICT DO NOTHING
@@ -146,11 +164,13 @@ class VoteAggregator(BatchingActor[PendingVote, list[PendingVote]]):
         max_pending: int = 100_000,
         max_inflight: int = 2,
         interval_s: float = 1.0,
+        votes_per_network: int | None = VOTES_PER_NETWORK,
     ) -> None:
         super().__init__(interval_s=interval_s, max_items=max_pending)
         self._db = db
         self._valkey = valkey
         self.max_batch = max_batch
+        self.votes_per_network = votes_per_network
         # Batches committing at once: while one waits on Postgres the next is being built.
         # Safe: every batch locks builds in sorted id order, so they cannot deadlock.
         self.max_inflight = max_inflight
@@ -165,11 +185,17 @@ class VoteAggregator(BatchingActor[PendingVote, list[PendingVote]]):
         self._projector: asyncio.Task[None] | None = None
 
     async def submit(
-        self, build_id: str, session_id: str, rating: int, player_id: str | None = None
+        self,
+        build_id: str,
+        session_id: str,
+        rating: int,
+        player_id: str | None = None,
+        source_network: str | None = None,
     ) -> VoteResult:
         """Queue a vote and wait until its batch has committed (or failed: raises)."""
         future: asyncio.Future[VoteResult] = asyncio.get_running_loop().create_future()
-        if not self.add(PendingVote(build_id, session_id, rating, future, player_id)):
+        vote = PendingVote(build_id, session_id, rating, future, player_id, source_network)
+        if not self.add(vote):
             raise VoteQueueFull("vote queue full")
         self._wake()
         return await future
@@ -272,22 +298,54 @@ class VoteAggregator(BatchingActor[PendingVote, list[PendingVote]]):
             # SQL; repeats in the batch are 409s.
             first = _first_votes([v for v in batch if _may_vote(access.get(v.build_id), v)])
             live = sorted(first.values(), key=lambda v: (v.build_id, v.session_id))
+            live, limited = await self._within_network_limits(conn, live)
             rows = await conn.fetch(
                 _INSERT_AND_RECOUNT_SQL,
                 [v.build_id for v in live],
                 [v.session_id for v in live],
                 [v.rating for v in live],
                 [v.player_id for v in live],
+                [v.source_network for v in live],
                 timeout=STATEMENT_TIMEOUT_S,
             )
-            self.statements += 5  # BEGIN, SET LOCAL, lock, insert + recount, COMMIT
+            self.statements += 6  # BEGIN, SET LOCAL, lock, network counts, insert, COMMIT
         inserted = {(r["build_id"], r["session_id"]) for r in rows}
         tallies = {r["build_id"]: (r["rating_sum"], r["vote_count"]) for r in rows}
-        self._answer(batch, first, access, inserted, tallies)
+        self._answer(batch, first, access, inserted, tallies, limited)
         if tallies:
             self._to_project.update(tallies)
             if self._projector is None or self._projector.done():
                 self._projector = asyncio.get_running_loop().create_task(self._drain_projections())
+
+    async def _within_network_limits(
+        self, conn: Any, live: list[PendingVote]
+    ) -> tuple[list[PendingVote], dict[int, float]]:
+        """The votes whose (build, network) has room left in the window, in order; the
+        others by id(vote) with the seconds until a slot frees (answered 429)."""
+        limit = self.votes_per_network
+        pairs = sorted({(v.build_id, v.source_network) for v in live if v.source_network})
+        if limit is None or not pairs:
+            return live, {}
+        counted = await conn.fetch(
+            _NETWORK_SQL,
+            [b for b, _ in pairs],
+            [n for _, n in pairs],
+            float(NETWORK_WINDOW_S),
+            timeout=STATEMENT_TIMEOUT_S,
+        )
+        room = {(r["build_id"], r["net"]): limit - r["n"] for r in counted}
+        wait = {(r["build_id"], r["net"]): float(r["wait_s"] or 0.0) for r in counted}
+        kept: list[PendingVote] = []
+        limited: dict[int, float] = {}
+        for vote in live:
+            key = (vote.build_id, vote.source_network)
+            if vote.source_network is None or room[key] > 0:
+                if vote.source_network is not None:
+                    room[key] -= 1
+                kept.append(vote)
+            else:
+                limited[id(vote)] = wait[key] or float(NETWORK_WINDOW_S)
+        return kept, limited
 
     async def _drain_projections(self) -> None:
         while self._to_project:
@@ -310,11 +368,14 @@ class VoteAggregator(BatchingActor[PendingVote, list[PendingVote]]):
         access: dict[str, Access],
         inserted: set[tuple[str, str]],
         tallies: dict[str, tuple[int, int]],
+        limited: dict[int, float],
     ) -> None:
         for vote in batch:
             key = (vote.build_id, vote.session_id)
             if not _may_vote(access.get(vote.build_id), vote):
                 result = VoteResult(Outcome.NOT_FOUND)
+            elif id(vote) in limited:
+                result = VoteResult(Outcome.NETWORK_LIMITED, retry_after_s=limited[id(vote)])
             elif key in inserted and first.get(key) is vote:
                 rating_sum, vote_count = tallies[vote.build_id]
                 result = VoteResult(Outcome.ACCEPTED, rating_sum, vote_count)

@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from aggregators.search import SearchAggregator
     from aggregators.views import CachedView
     from aggregators.votes import VoteAggregator
-    from service.contract.schemas import BuildListItem
     from service.telemetry.dependencies import DependencyMonitor
     from service.telemetry.worker_metrics import WorkerMetrics
 
@@ -34,7 +33,7 @@ class Ctx:
     search: SearchAggregator
     votes: VoteAggregator
     popular: PopularQueries
-    popular_builds: CachedView[list[BuildListItem]]
+    popular_builds: CachedView[list[str]]  # ranked build ids (service.builds.popular)
     dependencies: DependencyMonitor
 
     def __init__(self, settings: Settings) -> None:
