@@ -346,12 +346,34 @@ class PopularQuery(Struct, kw_only=True):
     query: str
     count: int
     sessions: int
+    sources: Annotated[int, Meta(description="Distinct client networks (IPv4 /24, IPv6 /48)")]
     search_mode: SearchMode
 
 
 class PopularQueries(Struct, kw_only=True):
     queries: list[PopularQuery]
     period_days: int
+
+
+# ---- admin: hidden queries ----------------------------------------------------------------
+
+
+class HiddenQuery(Struct, kw_only=True):
+    query: Annotated[str, Meta(description="The normalised query")]
+    hidden: bool
+    hidden_by: Annotated[str | None, Meta(description="Display name of the admin")] = None
+    hidden_at: str | None = None
+
+
+class HiddenQueriesQuery(Struct, kw_only=True):
+    # urlsafe base64 of a query (<= 500 characters, <= 2000 bytes of UTF-8)
+    cursor: Annotated[str, Meta(max_length=2700, pattern=r"^[A-Za-z0-9_-]+$")] | None = None
+    limit: Annotated[int, Meta(ge=1, le=100)] = 50
+
+
+class HiddenQueryList(Struct, kw_only=True):
+    items: list[HiddenQuery]
+    next_cursor: str | None
 
 
 # ---- health -------------------------------------------------------------------------------
