@@ -249,6 +249,8 @@ async def capture_votes(
                     f"b_{1 + int(BUILDS * rng.random() ** 3):08x}",
                     f"sess_{rng.randrange(16**24):024x}",
                     rng.randint(1, 5),
+                    None,
+                    f"10.{rng.randrange(78)}.{rng.randrange(256)}.0/24",
                 )
             )
             for _ in range(200)
