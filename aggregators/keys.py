@@ -28,6 +28,10 @@ HIDDEN_BUILT_MARKER = "\x00built"
 # Rating summary per build: absolute rating_sum / vote_count from Postgres after each commit.
 RATING_TTL_S = 7 * 24 * 3600
 
+# Periodic tally check (aggregators/tallies.py): the worker that SETs this (NX, PX = the
+# check interval) runs the cluster's check for that interval.
+TALLY_CHECK_LEASE = f"{PREFIX}:lease:tally-check"
+
 
 def popular_queries(days: int, mode: str | None) -> str:
     # v2: members carry the count, scores the sources and sessions (issue 17).
