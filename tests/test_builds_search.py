@@ -11,7 +11,7 @@ import pytest
 
 from service.builds import queries
 from service.contract import schemas
-from tests.factories import API, create_build, list_builds, new_session, validation
+from tests.factories import API, create_build, error, list_builds, new_session, validation
 
 MIN_ALNUM = "must contain at least 3 letters or digits"
 
@@ -127,3 +127,23 @@ async def test_every_accepted_search_is_answered_through_an_index(
             scans = _scans(plan)
             assert scans, plan
             assert "Seq Scan" not in scans, (statement, scans)
+
+
+async def test_a_search_over_its_time_budget_is_503(
+    client: httpx.AsyncClient, sql, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The statement timeout bounds what one search may cost (here 1 ms for 10,000 matches);
+    the backend is free again and the next request is served."""
+    await _bulk_builds(sql, 10_000, "Stout wall")
+    monkeypatch.setattr(
+        queries,
+        "SEARCH_SETTINGS",
+        "SET LOCAL enable_seqscan = off; SET LOCAL statement_timeout = 1",
+    )
+    response = await client.get(f"{API}/builds", params={"search": "stout"})
+    assert response.status_code == 503
+    assert response.json() == error(
+        "service_unavailable", "Search for 'stout' took too long; try a more specific term", 503
+    )
+    assert response.headers["Retry-After"] == "5"
+    assert (await client.get(f"{API}/builds", params={"limit": 1})).status_code == 200
