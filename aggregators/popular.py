@@ -16,6 +16,7 @@ and it reruns.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from aggregators import keys
 from aggregators.views import CachedView, Snapshot
 
+log = logging.getLogger("myashes.aggregators.popular")
 SCORE_SHIFT = 2**32
 SEPARATOR = "\x1f"
 FIRST_CANDIDATES = 200
@@ -226,6 +228,12 @@ class PopularQueries:
             pipe.expire(tmp, keys.VIEW_KEEP_S)
             pipe.rename(tmp, key)
             await pipe.execute()
+        # Keep the hidden set alive while views are rebuilt (Postgres just answered): reads
+        # then never need Postgres for it, not even when Postgres is down later.
+        try:
+            await self.refresh_hidden()
+        except Exception as exc:  # the set stays as it was; a missing one is rebuilt on read
+            log.warning("hidden queries set not refreshed: %s", exc)
 
 
 def _text(value: Any) -> str:
