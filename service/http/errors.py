@@ -45,6 +45,7 @@ DEPENDENCY_DOWN: tuple[type[Exception], ...] = (
     redis_exc.TimeoutError,
 )
 DEPENDENCY_RETRY_AFTER_S = 5
+DEPENDENCY_DOWN_MESSAGE = "A backing service is unavailable, retry later"
 
 _encode = msgspec.json.Encoder().encode
 
@@ -132,7 +133,7 @@ async def handle(request: Request, exc: Exception) -> HTTPResponse:
         log.warning("dependency unavailable on %s %s: %r", request.method, request.path, exc)
         return error_response(
             "service_unavailable",
-            "A backing service is unavailable, retry later",
+            DEPENDENCY_DOWN_MESSAGE,
             503,
             headers={"Retry-After": str(DEPENDENCY_RETRY_AFTER_S)},
         )

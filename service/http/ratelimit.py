@@ -48,10 +48,12 @@ _WHAT = {
 }
 LOG_INTERVAL_S = 60.0
 SCOPES = ("player", "session", "ip")  # who a limit counts: myashes_rate_limited_total{scope}
+NETWORK = "network"  # the per-network vote cap (checked in the vote's batch, not here)
 
 RATE_LIMITED = Counter(
     "myashes_rate_limited_total",
-    "Requests answered 429 rate_limited, by category and the limit hit (player, session, ip).",
+    "Requests answered 429 rate_limited, by category and the limit hit "
+    "(player, session, ip; network for the per-network vote cap).",
     ["category", "scope"],
 )
 FAIL_OPEN = Counter(
@@ -143,6 +145,7 @@ class Guard:
         for category in self.rules:  # per worker: every series the dashboard shows, from 0
             for scope in SCOPES:
                 RATE_LIMITED.labels(category, scope)
+        RATE_LIMITED.labels(VOTE, NETWORK)
         url = app.ctx.settings.valkey_url
         if url is not None:
             self.counter = RateCounter(url)
@@ -222,3 +225,8 @@ def register(app: App) -> None:
     app.after_server_stop(guard.close)
     app.middleware(guard.check, "request")
     app.middleware(guard.add_headers, "response")
+
+
+def count_network_limited() -> None:
+    """A vote refused by the per-network cap: counted with the limiter's own refusals."""
+    RATE_LIMITED.labels(VOTE, NETWORK).inc()
