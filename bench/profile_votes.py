@@ -6,7 +6,7 @@ over the 2000 seeded builds (or on one build: PROFILE_BUILD=hot, with BENCH_HOT_
 and py-spy sampling the worker (PROFILE_RATE Hz, PROFILE_SECONDS, idle samples included).
 Prints the share of samples spent idle (waiting on the event loop) and the inclusive share of
 the functions of the vote path, plus the vote aggregator's batch size and batch duration from
-/metrics. The raw py-spy output is written to bench/results/profile_votes.txt.
+/metrics. The raw py-spy output is written to bench/results/profile_votes.tmp.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def main() -> None:
     wrk = find_wrk()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    raw = RESULTS / "profile_votes.txt"
+    raw = RESULTS / "profile_votes.tmp"
     with stores.prepared(IDS_FILE) as (db_url, valkey_url):
         asyncio.run(stores.reset(db_url, IDS_FILE, valkey_url))
         if HOT:
