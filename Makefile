@@ -69,3 +69,9 @@ drills: setup
 .PHONY: plans
 plans: setup
 	$(PY) -m bench.plans
+
+## profile-votes: py-spy on the worker while wrk votes (PROFILE_BUILD=hot: one build with 1M
+## votes); idle share, vote-path shares, batch size and duration (issue 13)
+.PHONY: profile-votes
+profile-votes: setup
+	$(PY) -m bench.profile_votes

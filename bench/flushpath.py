@@ -83,6 +83,7 @@ def full_buffer_rss(valkey_url: str) -> dict[str, float]:
         workers=1,
         FLUSH_INTERVAL_S="3600",
         LOG_LEVEL="ERROR",
+        ENV="test",  # development would migrate the (unreachable) database before serving
     )
     server.start(ready_path="/health/live")
     try:
