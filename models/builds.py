@@ -86,7 +86,12 @@ class BuildVote(Model):
             CheckConstraint(check="rating BETWEEN 1 AND 5", name="build_votes_rating_ck"),
         )
         indexes = (
-            Index(fields=("created_at", "build_id", "rating"), name="build_votes_period_idx"),
+            # Popular builds of a period, per voting network (index-only: a vote without a
+            # network counts as its own, by id).
+            Index(
+                fields=("created_at", "build_id", "source_network", "rating", "id"),
+                name="build_votes_rank_idx",
+            ),
             # The per-network cap: this build's votes from this network in the last 24 h.
             Index(
                 fields=("build_id", "source_network", "created_at"),
