@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from aggregators.views import CachedView
     from aggregators.votes import VoteAggregator
     from service.telemetry.dependencies import DependencyMonitor
+    from service.telemetry.schema import SchemaGate
     from service.telemetry.worker_metrics import WorkerMetrics
 
 
@@ -37,11 +38,13 @@ class Ctx:
     popular: PopularQueries
     popular_builds: CachedView[list[str]]  # ranked build ids (service.builds.popular)
     dependencies: DependencyMonitor
+    schema: SchemaGate
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.started_at = time.monotonic()
         self.shutting_down = False
+        self.stop_requested = False  # a stop signal arrived (service.resources)
         self.stack = AsyncExitStack()
         self.metrics: WorkerMetrics | None = None  # set per worker when METRICS_ENABLED
 
