@@ -86,12 +86,9 @@ class BuildVote(Model):
             CheckConstraint(check="rating BETWEEN 1 AND 5", name="build_votes_rating_ck"),
         )
         indexes = (
-            # Popular builds of a period, per voting network (index-only: a vote without a
-            # network counts as its own, by id).
-            Index(
-                fields=("created_at", "build_id", "source_network", "rating", "id"),
-                name="build_votes_rank_idx",
-            ),
+            Index(fields=("created_at", "build_id", "rating"), name="build_votes_period_idx"),
+            # build_votes_rank_idx (created_at, build_id, source_network, rating, id) is
+            # created by migration 3 by hand: popular builds per voting network, index-only.
             # The per-network cap: this build's votes from this network in the last 24 h.
             Index(
                 fields=("build_id", "source_network", "created_at"),
