@@ -225,6 +225,12 @@ class _NoValkey:
     def pipeline(self, **_: Any) -> Any:
         raise RedisError("plans: no Valkey")
 
+    def register_script(self, _: str) -> Any:
+        async def run(*_: Any, **__: Any) -> Any:
+            raise RedisError("plans: no Valkey")
+
+        return run
+
 
 class _Capture:
     """Stands in for the Tortoise client an aggregator gets: its statements run on `conn`

@@ -34,6 +34,10 @@ PERIODS: dict[str, timedelta | None] = {
     "month": timedelta(days=30),
     "all": None,
 }
+# A period's ranking is rebuilt at most every POPULAR_CACHE_TTL_S x this / 2 (and never
+# older than POPULAR_CACHE_TTL_S x this): longer periods cost more to rank (seconds at 1M
+# votes, see bench/results/plans.md) and move less. With 60 s: 1, 3, 10, 30 minutes.
+SLOWER = {"day": 1.0, "week": 3.0, "month": 10.0, "all": 30.0}
 MAX_LIMIT = 20  # the largest `limit` the API accepts
 # Ids the view keeps: builds hidden or deleted after a rebuild drop out at read time, and
 # the list stays full unless more than RANKED - MAX_LIMIT of them went within VIEW_FRESH_S.
@@ -85,6 +89,8 @@ class _Copy(msgspec.Struct):
     build_ids: Ranked
 
 
+# Kept past the slowest freshness bound: a reader never finds the copy gone while fresh.
+KEEP_S = max(keys.VIEW_KEEP_S, 2 * int(max(SLOWER.values())) * 60)
 _decode = msgspec.json.Decoder(_Copy).decode
 _encode = msgspec.json.Encoder().encode
 
@@ -102,7 +108,7 @@ def make_view(valkey: Redis, fresh_s: float) -> CachedView[Ranked]:
 
     async def store(key: str, snapshot: Snapshot[Ranked]) -> None:
         copy = _Copy(built_at=snapshot.built_at, build_ids=snapshot.value)
-        await valkey.set(key, _encode(copy), ex=keys.VIEW_KEEP_S)
+        await valkey.set(key, _encode(copy), ex=KEEP_S)
 
     return CachedView(
         valkey,
@@ -114,10 +120,16 @@ def make_view(valkey: Redis, fresh_s: float) -> CachedView[Ranked]:
     )
 
 
+def rank_statement(period: str) -> tuple[str, list[timedelta]]:
+    """The ranking SQL of a period ($1 include_templates, $2 limit, $3 candidates, $4 since)
+    and its window (none for `all`)."""
+    window = PERIODS[period]
+    return (_RANK_ALL_SQL, []) if window is None else (_RANK_PERIOD_SQL, [window])
+
+
 async def rank(period: str, include_templates: bool, limit: int = RANKED) -> Ranked:
     """The ranking straight from Postgres (what the view caches)."""
-    window = PERIODS[period]
-    sql, extra = (_RANK_ALL_SQL, []) if window is None else (_RANK_PERIOD_SQL, [window])
+    sql, extra = rank_statement(period)
     candidates = FIRST_CANDIDATES
     db = connections.get("default")
     async with db.acquire_connection() as conn, conn.transaction():
@@ -144,6 +156,8 @@ async def current(build_ids: Ranked, limit: int) -> list[schemas.BuildListItem]:
 
 async def popular(q: schemas.PopularBuildsQuery, view: CachedView[Ranked]) -> schemas.PopularBuilds:
     key = keys.popular_builds(q.period, q.include_templates)
-    ranked = await view.get(key, lambda: rank(q.period, q.include_templates))
+    ranked = await view.get(
+        key, lambda: rank(q.period, q.include_templates), slower=SLOWER[q.period]
+    )
     items = await current(ranked, q.limit)
     return schemas.PopularBuilds(builds=items, period=q.period, count=len(items))
