@@ -35,7 +35,8 @@ DOCS: dict[str, str] = {
     "vote_timeout_s": "longest a vote waits for its commit before 503",
     "tally_check_interval_s": "how often one worker per cluster recounts vote tallies and "
     "repairs drift (`reconcile-tallies`)",
-    "popular_cache_ttl_s": "freshness bound of Valkey views (popular queries / builds), max 60",
+    "popular_cache_ttl_s": "freshness bound of Valkey views (popular queries / builds), "
+    "max 60; popular builds of a week, month, all time: x3, x10, x30",
     "rate_limit_enabled": "per-session and per-IP limits in Valkey (false: no limiter at all)",
     "rate_limit_build_create": "build creations per minute per session",
     "rate_limit_vote": "votes per minute per session",
