@@ -54,7 +54,15 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
             asyncio.run(db.prepare(ready.database_url))
         loader = AppLoader(factory=create_app)
         app = loader.load()
-        app.prepare(host=ready.host, port=ready.port, workers=ready.workers, single_process=False)
+        from service.http.protocol import BoundedHttpProtocol
+
+        app.prepare(
+            host=ready.host,
+            port=ready.port,
+            workers=ready.workers,
+            single_process=False,
+            protocol=BoundedHttpProtocol,
+        )
         Sanic.serve(primary=app, app_loader=loader)
 
 
