@@ -35,6 +35,8 @@ DOCS: dict[str, str] = {
     "analytics_write_through": "one transaction per search event (the benchmark baseline)",
     "vote_batch_max": "largest group commit of votes",
     "vote_timeout_s": "longest a vote waits for its commit before 503",
+    "tally_check_interval_s": "how often one worker per cluster recounts vote tallies and "
+    "repairs drift (`reconcile-tallies`)",
     "popular_cache_ttl_s": "freshness bound of Valkey views (popular queries / builds), max 60",
     "rate_limit_enabled": "per-session and per-IP limits in Valkey (false: no limiter at all)",
     "rate_limit_build_create": "build creations per minute per session",
