@@ -13,7 +13,7 @@ from service.config import Settings
 from service.ctx import ApiRequest, App, Ctx
 from service.handlers import register as register_handlers
 from service.handlers.openapi import SWAGGER_UI_URL, SWAGGER_UI_VERSION
-from service.http import errors, observe, protocol, ratelimit, sessions, validation
+from service.http import errors, observe, ratelimit, sessions, validation
 from service.telemetry.logs import setup_logging
 
 EXPOSED_HEADERS = (
@@ -70,8 +70,6 @@ def _configure(app: App, settings: Settings) -> None:
     )
     # REQUEST_MAX_SIZE holds in Sanic's server only; this enforces it under ASGI too.
     validation.register(app)
-    # Sanic's own server: request line and header fields as RFC 9112 allows them, else 400.
-    app.add_signal(protocol.check_head, "http.lifecycle.read_head")
 
 
 def create_app(settings: Settings | object | None = None) -> App:

@@ -5,8 +5,7 @@ connections, and a request line or header that RFC 9112 does not allow is a 400.
 Sanic times a request by the gap since the last byte received, so a client sending one byte
 every few seconds keeps a connection (and its buffers) forever: 3,000 such connections held
 a worker at +83 MiB (issue 17, item 8). Here the clock starts with the request's first byte.
-`python -m service run` serves with BoundedHttpProtocol; check_head is a
-http.lifecycle.read_head signal handler that app.py registers.
+`python -m service run` (the image's command) serves with BoundedHttpProtocol.
 """
 
 from __future__ import annotations
@@ -55,16 +54,27 @@ _HEAD = re.compile(
 )
 
 
-async def check_head(head: bytes, **_: Any) -> None:
-    """Refuse a request line or header field RFC 9112 does not allow (Sanic answers 400)."""
+def check_head(head: bytes) -> None:
+    """Refuse a request line or header field RFC 9112 does not allow (a 400)."""
     if _HEAD.fullmatch(head) is None:
         raise BadRequest("Malformed request line or header field")
 
 
 class BoundedHttp(Http):
-    """Http with a request clock that starts at the request's first byte."""
+    """Http with a request clock that starts at the request's first byte and a strict
+    request line / field line check."""
 
     __slots__ = ()
+
+    async def http1_request_header(self) -> None:
+        """Sanic's parser, then the check of what it parsed (request.head keeps the bytes),
+        before any body is read or any handler runs. A refused request closes the connection
+        (Sanic drops keep-alive after an error in this stage), so bytes after a header Sanic
+        misread are never parsed as another request. (A http.lifecycle.read_head signal
+        handler would do the same at twice the cost: Sanic removes that dispatch from its
+        parser unless something listens to it.)"""
+        await super().http1_request_header()  # type: ignore[no-untyped-call]
+        check_head(self.request.head)
 
     def init_for_request(self) -> None:
         super().init_for_request()  # type: ignore[no-untyped-call]
