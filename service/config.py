@@ -112,6 +112,9 @@ class Settings:
     # Monitoring: each worker checks PostgreSQL and Valkey this often in the background;
     # /health/ready and /metrics answer from the latest result.
     health_check_interval_s: float = field(default=2.0, metadata={"min": 0.05, "max": 60.0})
+    # Schema gate: while the database's migrations do not match the code's, each worker
+    # checks again this often (not ready, API 503 meanwhile); once matched, never again.
+    schema_recheck_s: float = field(default=5.0, metadata={"min": 0.05, "max": 300.0})
     # Registers /_bench/noop (GET and POST): the no-op ceiling benchmarks compare against.
     bench_endpoints: bool = False
     prometheus_multiproc_dir: str | None = None

@@ -63,6 +63,8 @@ DOCS: dict[str, str] = {
     "metrics_enabled": "serve /metrics and count requests",
     "health_check_interval_s": "each worker checks PostgreSQL and Valkey this often in the "
     "background; /health/ready and /metrics answer from the latest check",
+    "schema_recheck_s": "while the database's applied migrations differ from the code's, "
+    "each worker is not ready (API 503) and checks again this often",
     "bench_endpoints": "register /_bench/noop (benchmark ceiling)",
     "prometheus_multiproc_dir": "prometheus multiprocess dir; unset: a temp dir per server run",
 }
