@@ -64,6 +64,17 @@ bench: setup
 drills: setup
 	$(PY) -m bench.drills
 
+## lock: requirements.lock, what the image installs (pip --require-hashes): the runtime
+## dependencies of pyproject.toml at constraints.txt's versions, with the sha256 of every file
+## PyPI has for them (the machine's pip config and local mirrors are ignored). Run it after
+## changing a runtime dependency or its pin; tests/test_deploy_image.py checks the result.
+.PHONY: lock
+lock: setup
+	PIP_CONFIG_FILE=/dev/null $(VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras \
+		--allow-unsafe --no-emit-index-url --no-emit-find-links \
+		--index-url https://pypi.org/simple --constraint constraints.txt \
+		--output-file requirements.lock pyproject.toml
+
 ## plans: EXPLAIN (ANALYZE, BUFFERS) of the service's SQL on 100k builds / 1M votes / 5M search
 ## events, list p99; writes bench/results/plans.md (PLANS_DATABASE_URL, else embedded)
 .PHONY: plans

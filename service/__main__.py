@@ -84,7 +84,15 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
         supervisor.install()  # orderly stop whoever gets the signal (see its docstring)
         loader = AppLoader(factory=create_app)
         app = loader.load()
-        app.prepare(host=ready.host, port=ready.port, workers=ready.workers, single_process=False)
+        from service.http.protocol import BoundedHttpProtocol
+
+        app.prepare(
+            host=ready.host,
+            port=ready.port,
+            workers=ready.workers,
+            single_process=False,
+            protocol=BoundedHttpProtocol,
+        )
         Sanic.serve(primary=app, app_loader=loader)
 
 

@@ -113,6 +113,8 @@ def test_configmap_holds_only_settings_and_is_valid_for_production() -> None:
         "https://myashes.ai",
         "myashes-backend",
     )
+    # CORS: the production site's origins only, no localhost development origins.
+    assert settings.cors_origins == ("https://myashes.ai", "https://www.myashes.ai")
 
 
 def test_secret_template_has_key_names_only() -> None:
