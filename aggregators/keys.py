@@ -24,6 +24,10 @@ POPULAR_BUILT_MARKER = "\x00built"
 # Rating summary per build: absolute rating_sum / vote_count from Postgres after each commit.
 RATING_TTL_S = 7 * 24 * 3600
 
+# Periodic tally check (aggregators/tallies.py): the worker that SETs this (NX, PX = the
+# check interval) runs the cluster's check for that interval.
+TALLY_CHECK_LEASE = f"{PREFIX}:lease:tally-check"
+
 
 def popular_queries(days: int, mode: str | None) -> str:
     return f"{PREFIX}:popular-queries:{days}d:{mode or 'all'}"

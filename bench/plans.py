@@ -260,12 +260,9 @@ PROPOSALS = """\
   (day, query, mode, count) written by the same flush transaction so long windows read ~24x
   fewer rows; (4) the Valkey-down fallback reading a small snapshot table written by the
   rebuild instead of recomputing.
-* **Vote batch**: lock by primary key, insert through the unique index, recount through
-  `build_votes_tally_idx` (index-only) — fine; the recount reads every vote of each touched
-  build, so a batch touching the hottest builds (here ~21k votes on the top one) costs ~18 ms
-  per 200-vote batch. DESIGN rule 5 asks for that recount; if hot builds ever make it
-  dominate, an in-SQL `rating_sum + added` under the row lock the batch already holds is the
-  O(batch) alternative (still nothing counted in Python).
+* **Vote batch**: one statement: lock by primary key, insert through the unique index, add
+  the inserted sums to the locked rows (DESIGN rule 5) — O(batch), whatever a build's vote
+  count; recounts run in `python -m service reconcile-tallies` and the periodic check.
 * **Search flush** (10k events): flush_log insert + one rollup/session upsert, index lookups
   only; tens of ms per 10k events.
 """

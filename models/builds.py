@@ -29,7 +29,8 @@ class Build(Model):
     # device, and owner_session no longer decides. Never shown; creator_name is.
     owner_player = fields.CharField(max_length=PLAYER_ID_LENGTH, null=True)
     creator_name = fields.CharField(max_length=DISPLAY_NAME_LENGTH, null=True)
-    # Recomputed from build_votes by the vote aggregator, never incremented in Python.
+    # Incremented in SQL by the vote aggregator under the row lock (never in Python);
+    # `python -m service reconcile-tallies` recounts them from build_votes.
     rating_sum = fields.IntField(default=0)
     vote_count = fields.IntField(default=0)
     created_at = fields.DatetimeField(auto_now_add=True)

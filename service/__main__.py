@@ -1,4 +1,5 @@
-"""Command line: `python -m service run|migrate|seed-templates|makemigration|token`."""
+"""Command line: `python -m service run|migrate|seed-templates|reconcile-tallies|makemigration|
+token`."""
 
 from __future__ import annotations
 
@@ -101,6 +102,30 @@ def cmd_seed(settings: Settings, args: argparse.Namespace) -> None:
         asyncio.run(db.prepare(ready.database_url, migrations=False))
 
 
+def cmd_reconcile_tallies(settings: Settings, args: argparse.Namespace) -> int:
+    """Recount every build's rating_sum/vote_count from build_votes; report (one log line) and
+    repair drift, or with --check only report it. Exit 1 when --check found drift."""
+    from redis.asyncio import Redis
+
+    from aggregators.tallies import reconcile
+
+    async def run(database_url: str, valkey_url: str) -> int:
+        client = await db.open_orm(database_url, pool_min=1, pool_max=2)
+        valkey = Redis.from_url(valkey_url, socket_timeout=5.0, socket_connect_timeout=5.0)
+        try:
+            report = await reconcile(client, valkey, repair=not args.check)
+        finally:
+            await valkey.aclose()
+            await db.close_orm()
+        (log.error if report.drift else log.info)(report.line())
+        return 1 if args.check and report.drift else 0
+
+    with stores(settings) as ready:
+        assert ready.database_url is not None
+        assert ready.valkey_url is not None
+        return asyncio.run(run(ready.database_url, ready.valkey_url))
+
+
 def cmd_makemigration(settings: Settings, args: argparse.Namespace) -> None:
     from aerich import Command
 
@@ -139,6 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("migrate", help="apply pending aerich migrations")
     sub.add_parser("seed-templates", help="insert/refresh the 12 official templates")
     sub.add_parser("settings-table", help="print the README's settings table")
+    reconcile = sub.add_parser(
+        "reconcile-tallies",
+        help="recount vote tallies from build_votes, report and repair drift",
+    )
+    reconcile.add_argument(
+        "--check", action="store_true", help="report only; exit 1 when any build drifted"
+    )
     make = sub.add_parser("makemigration", help="generate a migration from model changes")
     make.add_argument("name")
     token = sub.add_parser("token", help="print a token of the local development issuer")
@@ -164,13 +196,14 @@ def main(argv: list[str] | None = None) -> int:
         "seed-templates": cmd_seed,
         "makemigration": cmd_makemigration,
         "token": cmd_token,
+        "reconcile-tallies": cmd_reconcile_tallies,
     }
     try:
-        commands[args.command](settings, args)
+        status = commands[args.command](settings, args)
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

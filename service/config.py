@@ -79,6 +79,9 @@ class Settings:
     analytics_write_through: bool = False
     vote_batch_max: int = field(default=500, metadata={"min": 1})
     vote_timeout_s: float = field(default=5.0, metadata={"min": 0.1})
+    # One worker per cluster (Valkey lease) recounts every build's tallies from build_votes
+    # this often, reports drift (myashes_tally_drift) and repairs it.
+    tally_check_interval_s: float = field(default=3600.0, metadata={"min": 1.0})
     popular_cache_ttl_s: int = field(default=60, metadata={"min": 1, "max": 60})
     # Rate limits (per session per minute; per client IP at RATE_LIMIT_IP_MULTIPLIER x).
     rate_limit_enabled: bool = True
@@ -87,6 +90,7 @@ class Settings:
     rate_limit_feedback: int = field(default=20, metadata={"min": 1})
     rate_limit_analytics: int = field(default=60, metadata={"min": 1})
     rate_limit_read: int = field(default=120, metadata={"min": 1})
+    rate_limit_edit: int = field(default=30, metadata={"min": 1})
     rate_limit_ip_multiplier: int = field(default=5, metadata={"min": 1})
     # Valkey down: limits fail open; a worker asks Valkey again after this many seconds.
     rate_limit_fail_open_retry_s: float = field(default=2.0, metadata={"min": 0.0})

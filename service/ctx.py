@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from aggregators.popular import PopularQueries
     from aggregators.search import SearchAggregator
+    from aggregators.tallies import PeriodicTallyCheck
     from aggregators.views import CachedView
     from aggregators.votes import VoteAggregator
     from service.contract.schemas import BuildListItem
@@ -34,6 +35,7 @@ class Ctx:
     valkey: Redis
     search: SearchAggregator
     votes: VoteAggregator
+    tally_check: PeriodicTallyCheck
     popular: PopularQueries
     popular_builds: CachedView[list[BuildListItem]]
     dependencies: DependencyMonitor

@@ -10,11 +10,13 @@ from redis.asyncio import Redis
 
 from aggregators.popular import PopularQueries
 from aggregators.search import SearchAggregator
+from aggregators.tallies import PeriodicTallyCheck
 from aggregators.votes import VoteAggregator
 from service.builds import popular as popular_builds
 from service.config import SettingsError
 from service.ctx import App, Ctx
 from service.runtime import db, supervisor
+from service.telemetry import metrics
 from service.telemetry.dependencies import DependencyMonitor
 from service.telemetry.schema import SchemaGate
 from service.telemetry.worker_metrics import WorkerMetrics, log_worker_stopped
@@ -82,6 +84,15 @@ async def open_resources(app: App) -> None:
         aggregator.start()
         # Final flush on stop, before the stores close (the stack unwinds in reverse).
         stack.push_async_callback(aggregator.stop, settings.final_flush_timeout_s)
+    # Recounts off the request path; one worker per cluster runs each check (Valkey lease).
+    ctx.tally_check = tally_check = PeriodicTallyCheck(
+        ctx.db,
+        ctx.valkey,
+        interval_s=settings.tally_check_interval_s,
+        on_report=lambda report: metrics.tally_check(report.drift),
+    )
+    tally_check.start()
+    stack.push_async_callback(tally_check.stop)
     if settings.metrics_enabled:
         # Its exporter is stopped first at unwind; its final counts go in at _worker_stopped.
         ctx.metrics = WorkerMetrics(ctx.db, (ctx.search, ctx.votes))

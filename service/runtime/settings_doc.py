@@ -33,6 +33,8 @@ DOCS: dict[str, str] = {
     "analytics_write_through": "one transaction per search event (the benchmark baseline)",
     "vote_batch_max": "largest group commit of votes",
     "vote_timeout_s": "longest a vote waits for its commit before 503",
+    "tally_check_interval_s": "how often one worker per cluster recounts vote tallies and "
+    "repairs drift (`reconcile-tallies`)",
     "popular_cache_ttl_s": "freshness bound of Valkey views (popular queries / builds), max 60",
     "rate_limit_enabled": "per-session and per-IP limits in Valkey (false: no limiter at all)",
     "rate_limit_build_create": "build creations per minute per session",
@@ -40,6 +42,7 @@ DOCS: dict[str, str] = {
     "rate_limit_feedback": "feedback posts per minute per session",
     "rate_limit_analytics": "searches recorded per minute per session",
     "rate_limit_read": "GET requests per minute per session",
+    "rate_limit_edit": "build edits and deletes (PATCH/DELETE) per minute per session",
     "rate_limit_ip_multiplier": "per-IP limit = this x the per-session limit",
     "rate_limit_fail_open_retry_s": "while Valkey is down the limiter lets requests through; "
     "it asks Valkey again after this long",
