@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench.drills import common, outages, process, stores  # noqa: E402
+from bench.drills import common, outages, process, rolling, stores  # noqa: E402
 from bench.drills.common import DrillResult  # noqa: E402
 
 DRILLS: dict[str, Callable[[stores.DrillStores], Awaitable[DrillResult]]] = {
@@ -37,6 +37,7 @@ DRILLS: dict[str, Callable[[stores.DrillStores], Awaitable[DrillResult]]] = {
     "postgres": outages.postgres_down,
     "valkey": outages.valkey_down,
     "slow": outages.slow_postgres,
+    "rolling": rolling.rolling_restart,
 }
 RESULTS = ROOT / "bench" / "results"
 
@@ -98,6 +99,8 @@ def render(results: list[DrillResult], mode: str) -> str:
         )
     for r in results:
         lines += ["", f"## {r.name} — {'PASS' if r.passed else 'FAIL'}", ""]
+        if r.tables:
+            lines += [*r.tables, ""]
         lines += [f"* {line}" for line in r.lines]
         lines += [f"* [{'x' if ok else ' '}] {label}" for label, ok in r.checks]
     return "\n".join(lines) + "\n"

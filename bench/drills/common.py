@@ -39,6 +39,7 @@ class DrillResult:
     lines: list[str] = field(default_factory=list)
     checks: list[tuple[str, bool]] = field(default_factory=list)
     numbers: dict[str, Any] = field(default_factory=dict)
+    tables: list[str] = field(default_factory=list)  # markdown rendered as it is
 
     @property
     def passed(self) -> bool:
