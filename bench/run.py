@@ -262,6 +262,7 @@ def render(
     rss: dict[int, list[float]],
     flush: dict[str, float],
     auth: dict[str, float],
+    wal: dict[int, dict[str, float]],
 ) -> str:
     lines = [
         f"# Benchmark — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
@@ -297,6 +298,15 @@ def render(
         f"* RSS of one worker with a full analytics buffer (Postgres unreachable, 480-char "
         f"queries, {flush['full_buffer_events']:,.0f} events buffered, then "
         f"{flush['full_buffer_rejected']:,.0f} answered 503): {flush['full_buffer_rss_mb']} MB.",
+        "* Growth per search event by events per worker flush (bench/flushpath.py "
+        "wal_in_own_cluster, a PostgreSQL of its own, steady state): "
+        + "; ".join(
+            f"{batch}/flush: {w['wal_bytes_per_event']:.0f} B WAL, "
+            f"{w['rows_per_event']:.2f} rows, {w['table_bytes_per_event']:.0f} B of tables, "
+            f"{w['statements_per_flush']:.0f} statements per flush"
+            for batch, w in wal.items()
+        )
+        + ".",
         f"* Bearer token verification per request (in-process, bench/auth_cost.py): "
         f"{auth['cached']:.1f} µs for a token seen before (every request after a token's "
         f"first in a worker); first sight {auth['first_EdDSA']:.0f} µs EdDSA, "
@@ -320,7 +330,8 @@ def main() -> None:
             asyncio.run(stores.reset(db_url, IDS_FILE, valkey_url))
             results, rss[workers] = bench_workers(wrk, db_url, valkey_url, workers)
             all_results += results
-    text = render(all_results, rss, flush, auth)
+    wal = flushpath.wal_in_own_cluster()
+    text = render(all_results, rss, flush, auth, wal)
     (RESULTS / "latest.md").write_text(text)
     (RESULTS / "latest.json").write_text(
         json.dumps(
@@ -329,6 +340,7 @@ def main() -> None:
                 "rss_mb": rss,
                 "flush": flush,
                 "auth_us": auth,
+                "wal_per_event": wal,
                 "duration_s": DURATION,
                 "connections": CONNECTIONS,
             },
