@@ -1,7 +1,8 @@
 """SearchAggregator: buffered search events -> raw rows + hourly rollups, idempotent per batch.
 
 One flush = BEGIN, flush_log insert, COPY of the raw rows, one statement for the distinct
-session rows and the rollup upsert (keys sorted, pre-aggregated in Python), COMMIT. A batch
+session and source-network rows and the rollup upsert (keys sorted, pre-aggregated in
+Python), COMMIT. A batch
 keeps its id across retries; if its flush_log row already exists, the commit happened and
 the batch is skipped, so a retry never counts twice.
 """
@@ -42,6 +43,8 @@ class SearchEvent(NamedTuple):
     result_count: int
     session_id: str
     at: float  # time.time() at acceptance: rollups bucket by event time
+    # The client's network (IPv4 /24, IPv6 /48): rollups keep distinct networks per key.
+    source_network: str = ""
 
 
 @dataclass(frozen=True)
@@ -56,8 +59,9 @@ ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id
 """
 
 # $1..$4: (hour, query_norm, mode, session) of every event; $5..$8: event count per
-# (hour, query_norm, mode). Hours are epoch hours (UTC). Hashed keys keep the unique indexes
-# narrow; rows are inserted in key order so concurrent flushes cannot deadlock.
+# (hour, query_norm, mode); $9: every event's source network. Hours are epoch hours (UTC).
+# Hashed keys keep the unique indexes narrow; rows are inserted in key order so concurrent
+# flushes cannot deadlock.
 _ROLLUP_SQL = """
 WITH new_sessions AS (
     INSERT INTO search_rollup_sessions (key_hash, session_hash)
@@ -69,22 +73,36 @@ WITH new_sessions AS (
     RETURNING key_hash
 ), session_counts AS (
     SELECT key_hash, count(*) AS n FROM new_sessions GROUP BY key_hash
+), new_sources AS (
+    INSERT INTO search_rollup_sources (key_hash, source_hash)
+    SELECT DISTINCT hashtextextended(h::text || E'\\x1f' || q || E'\\x1f' || m, 0),
+           hashtextextended(n, 0)
+    FROM unnest($1::int8[], $2::text[], $3::text[], $9::text[]) AS t(h, q, m, n)
+    ORDER BY 1, 2
+    ON CONFLICT (key_hash, source_hash) DO NOTHING
+    RETURNING key_hash
+), source_counts AS (
+    SELECT key_hash, count(*) AS n FROM new_sources GROUP BY key_hash
 ), counts AS (
     SELECT hashtextextended(h::text || E'\\x1f' || q || E'\\x1f' || m, 0) AS key_hash,
            to_timestamp(h * 3600) AS hour, q, m, n
     FROM unnest($5::int8[], $6::text[], $7::text[], $8::int8[]) AS t(h, q, m, n)
 )
-INSERT INTO search_rollups AS r (key_hash, hour, query_norm, search_mode, count, sessions)
-SELECT c.key_hash, c.hour, c.q, c.m, c.n, coalesce(s.n, 0)
+INSERT INTO search_rollups AS r (key_hash, hour, query_norm, search_mode, count, sessions,
+                                 sources)
+SELECT c.key_hash, c.hour, c.q, c.m, c.n, coalesce(s.n, 0), coalesce(n.n, 0)
 FROM counts c LEFT JOIN session_counts s USING (key_hash)
+    LEFT JOIN source_counts n USING (key_hash)
 ORDER BY c.key_hash
 ON CONFLICT (key_hash) DO UPDATE
-    SET count = r.count + excluded.count, sessions = r.sessions + excluded.sessions
+    SET count = r.count + excluded.count, sessions = r.sessions + excluded.sessions,
+        sources = r.sources + excluded.sources
 """
 
 
 def _rollup_args(events: list[SearchEvent]) -> list[list[int] | list[str]]:
-    """Columns for _ROLLUP_SQL: every event's key and session, and event counts per key."""
+    """Columns for _ROLLUP_SQL: every event's key and session, event counts per key, and
+    every event's source network."""
     hours = [int(e.at // 3600) for e in events]
     queries = [e.query_norm for e in events]
     modes = [e.search_mode for e in events]
@@ -100,6 +118,7 @@ def _rollup_args(events: list[SearchEvent]) -> list[list[int] | list[str]]:
         [k[1] for k in keys],
         [k[2] for k in keys],
         list(counts.values()),
+        [e.source_network for e in events],
     ]
 
 

@@ -5,7 +5,14 @@ transaction): lock the touched builds in sorted id order, insert the votes (ON C
 NOTHING RETURNING), add what RETURNING gave to rating_sum/vote_count of the locked rows.
 Then each waiter learns its outcome, and Valkey gets the absolute tallies Postgres returned.
 A batch costs O(its votes), never O(votes of a build): no stored vote is read, and nothing is
-counted in Python. Recounts live in `python -m service reconcile-tallies` and the periodic check."""
+counted in Python. Recounts live in `python -m service reconcile-tallies` and the periodic check.
+
+Per-network limit (issue 17; on while rate limits are): a vote carries its client network,
+and one network gets at most votes_per_network votes per build per NETWORK_WINDOW_S. Such a
+batch runs as one transaction: lock the builds (sorted), count each (build, network)'s votes
+in the window (a statement after the lock sees every committed vote of those builds), keep
+the votes with room left (the rest: NETWORK_LIMITED, answered 429), then the batch
+statement above on the kept votes."""
 
 from __future__ import annotations
 
@@ -33,6 +40,7 @@ class Outcome(enum.Enum):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
     NOT_FOUND = "not_found"  # no such build, or another session's private build
+    NETWORK_LIMITED = "network_limited"  # its network's votes on this build in 24 h: full
 
 
 class VoteNotStored(Exception):
@@ -49,6 +57,7 @@ class VoteResult:
     outcome: Outcome
     rating_sum: int = 0
     vote_count: int = 0
+    retry_after_s: float = 0.0  # NETWORK_LIMITED: until the network's oldest vote ages out
 
 
 @dataclass
@@ -58,6 +67,8 @@ class PendingVote:
     rating: int
     future: asyncio.Future[VoteResult] = field(repr=False)
     player_id: str | None = None  # a logged-in voter: one vote per build per player too
+    # The voter's client network: at most votes_per_network per build per NETWORK_WINDOW_S.
+    source_network: str | None = None
     queued_at: float = field(default_factory=time.monotonic, repr=False)
 
 
@@ -72,15 +83,15 @@ class PendingVote:
 # holds locked), so the tallies stay exact without reading a single stored vote.
 _BATCH_SQL = """
 WITH v AS (
-    SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::int2[], $5::text[])
-        AS t(ord, build_id, session_id, rating, player_id)
+    SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::int2[], $5::text[], $7::text[])
+        AS t(ord, build_id, session_id, rating, player_id, source_network)
 ), locked AS MATERIALIZED (
     SELECT build_id, is_public OR is_template AS listed, owner_session, owner_player
     FROM builds WHERE build_id = ANY($6::text[])
     ORDER BY build_id FOR NO KEY UPDATE
 ), ins AS (
-    INSERT INTO build_votes (build_id, session_id, rating, created_at, player_id)
-    SELECT v.build_id, v.session_id, v.rating, now(), v.player_id
+    INSERT INTO build_votes (build_id, session_id, rating, created_at, player_id, source_network)
+    SELECT v.build_id, v.session_id, v.rating, now(), v.player_id, v.source_network
     FROM v JOIN locked l USING (build_id)
     WHERE l.listed OR CASE WHEN l.owner_player IS NOT NULL THEN l.owner_player = v.player_id
                            ELSE l.owner_session = v.session_id END
@@ -100,6 +111,24 @@ WITH v AS (
 SELECT l.build_id, l.listed, l.owner_session, l.owner_player,
        a.sessions, a.players, t.rating_sum, t.vote_count
 FROM locked l LEFT JOIN added a USING (build_id) LEFT JOIN bump t USING (build_id)
+"""
+
+NETWORK_WINDOW_S = 24 * 3600
+VOTES_PER_NETWORK = 10
+_LOCK_SQL = """
+SELECT build_id, is_public OR is_template AS listed, owner_session, owner_player
+FROM builds WHERE build_id = ANY($1::text[])
+ORDER BY build_id FOR NO KEY UPDATE
+"""
+# Each (build, network) of the batch: its votes in the window and when the oldest ages out
+# (build_votes_network_idx). Run after _LOCK_SQL in the same transaction: exact.
+_NETWORK_SQL = """
+SELECT t.build_id, t.net, count(v.*)::int AS n,
+       extract(epoch FROM min(v.created_at) + make_interval(secs => $3) - now()) AS wait_s
+FROM unnest($1::text[], $2::text[]) AS t(build_id, net)
+LEFT JOIN build_votes v ON v.build_id = t.build_id AND v.source_network = t.net
+    AND v.created_at > now() - make_interval(secs => $3)
+GROUP BY t.build_id, t.net
 """
 
 _TALLIES_SQL = (
@@ -150,11 +179,13 @@ class VoteAggregator(BatchingActor[PendingVote, list[PendingVote]]):
         max_pending: int = 100_000,
         max_inflight: int = 2,
         interval_s: float = 1.0,
+        votes_per_network: int | None = VOTES_PER_NETWORK,
     ) -> None:
         super().__init__(interval_s=interval_s, max_items=max_pending)
         self._db = db
         self._valkey = valkey
         self.max_batch = max_batch
+        self.votes_per_network = votes_per_network  # None: no per-network limit
         # Batches committing at once, each on its own lane (connection): while one waits on
         # Postgres the next is being built. Safe: every batch locks builds in sorted id order,
         # so they cannot deadlock.
@@ -170,11 +201,17 @@ class VoteAggregator(BatchingActor[PendingVote, list[PendingVote]]):
         self._projector: asyncio.Task[None] | None = None
 
     async def submit(
-        self, build_id: str, session_id: str, rating: int, player_id: str | None = None
+        self,
+        build_id: str,
+        session_id: str,
+        rating: int,
+        player_id: str | None = None,
+        source_network: str | None = None,
     ) -> VoteResult:
         """Queue a vote and wait until its batch has committed (or failed: raises)."""
         future: asyncio.Future[VoteResult] = asyncio.get_running_loop().create_future()
-        if not self.add(PendingVote(build_id, session_id, rating, future, player_id)):
+        vote = PendingVote(build_id, session_id, rating, future, player_id, source_network)
+        if not self.add(vote):
             raise VoteQueueFull("vote queue full")
         self._wake()
         return await future
@@ -284,18 +321,23 @@ class VoteAggregator(BatchingActor[PendingVote, list[PendingVote]]):
         if conn is None:
             async with self._db.acquire_connection() as own:
                 return await self._write(batch, own)
-        rows = await conn.fetch(
-            _BATCH_SQL,
-            list(range(len(batch))),
-            [v.build_id for v in batch],
-            [v.session_id for v in batch],
-            [v.rating for v in batch],
-            [v.player_id for v in batch],
-            sorted({v.build_id for v in batch}),
-            timeout=STATEMENT_TIMEOUT_S,
-        )
-        self.statements += 1
         access: dict[str, Access] = {}
+        limited: dict[int, float] = {}
+        if self.votes_per_network is None or not any(v.source_network for v in batch):
+            rows = await self._batch_statement(conn, batch)
+        else:
+            async with conn.transaction():
+                locked = await conn.fetch(
+                    _LOCK_SQL, sorted({v.build_id for v in batch}), timeout=STATEMENT_TIMEOUT_S
+                )
+                access = {
+                    r["build_id"]: (r["listed"], r["owner_session"], r["owner_player"])
+                    for r in locked
+                }
+                limited = await self._over_network_limit(conn, batch, access)
+                kept = [v for v in batch if id(v) not in limited]
+                rows = await self._batch_statement(conn, kept) if kept else []
+                self.statements += 4  # BEGIN, lock, network counts, COMMIT
         inserted: set[Key] = set()
         tallies: dict[str, tuple[int, int]] = {}
         for r in rows:
@@ -304,11 +346,54 @@ class VoteAggregator(BatchingActor[PendingVote, list[PendingVote]]):
             if r["sessions"] is not None:
                 inserted.update(zip_keys(build_id, r["sessions"], r["players"]))
                 tallies[build_id] = (r["rating_sum"], r["vote_count"])
-        self._answer(batch, access, inserted, tallies)
+        self._answer(batch, access, inserted, tallies, limited)
         if tallies:
             self._to_project.update(tallies)
             if self._projector is None or self._projector.done():
                 self._projector = asyncio.get_running_loop().create_task(self._drain_projections())
+
+    async def _batch_statement(self, conn: Any, batch: list[PendingVote]) -> list[Any]:
+        rows: list[Any] = await conn.fetch(
+            _BATCH_SQL,
+            list(range(len(batch))),
+            [v.build_id for v in batch],
+            [v.session_id for v in batch],
+            [v.rating for v in batch],
+            [v.player_id for v in batch],
+            sorted({v.build_id for v in batch}),
+            [v.source_network for v in batch],
+            timeout=STATEMENT_TIMEOUT_S,
+        )
+        self.statements += 1
+        return rows
+
+    async def _over_network_limit(
+        self, conn: Any, batch: list[PendingVote], access: dict[str, Access]
+    ) -> dict[int, float]:
+        """The visible votes whose (build, network) has no room left in the window, by
+        id(vote), with the seconds until a slot frees. Room is taken in submission order."""
+        limit = self.votes_per_network or 0
+        visible = [v for v in batch if v.source_network and _may_vote(access.get(v.build_id), v)]
+        pairs = sorted({(v.build_id, v.source_network or "") for v in visible})
+        if not pairs:
+            return {}
+        counted = await conn.fetch(
+            _NETWORK_SQL,
+            [b for b, _ in pairs],
+            [n for _, n in pairs],
+            float(NETWORK_WINDOW_S),
+            timeout=STATEMENT_TIMEOUT_S,
+        )
+        room = {(r["build_id"], r["net"]): limit - r["n"] for r in counted}
+        wait = {(r["build_id"], r["net"]): float(r["wait_s"] or 0.0) for r in counted}
+        limited: dict[int, float] = {}
+        for vote in visible:
+            key = (vote.build_id, vote.source_network or "")
+            if room[key] > 0:
+                room[key] -= 1
+            else:
+                limited[id(vote)] = wait[key] or float(NETWORK_WINDOW_S)
+        return limited
 
     async def _drain_projections(self) -> None:
         while self._to_project:
@@ -330,6 +415,7 @@ class VoteAggregator(BatchingActor[PendingVote, list[PendingVote]]):
         access: dict[str, Access],
         inserted: set[Key],
         tallies: dict[str, tuple[int, int]],
+        limited: dict[int, float],
     ) -> None:
         """Inserted -> 200 (with the build's tallies after this batch), invisible -> 404,
         else 409. Identical (build, session, player) submissions were inserted in submission
@@ -338,6 +424,8 @@ class VoteAggregator(BatchingActor[PendingVote, list[PendingVote]]):
             key = (vote.build_id, vote.session_id, vote.player_id)
             if not _may_vote(access.get(vote.build_id), vote):
                 result = VoteResult(Outcome.NOT_FOUND)
+            elif id(vote) in limited:
+                result = VoteResult(Outcome.NETWORK_LIMITED, retry_after_s=limited[id(vote)])
             elif key in inserted:
                 inserted.discard(key)
                 rating_sum, vote_count = tallies[vote.build_id]

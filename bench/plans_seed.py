@@ -16,7 +16,7 @@ VOTES = int(os.environ.get("PLANS_VOTES", 1_000_000))
 EVENTS = int(os.environ.get("PLANS_EVENTS", 5_000_000))
 TABLES = (
     "builds, build_votes, feedback, search_events, search_rollups, search_rollup_sessions, "
-    "flush_log"
+    "search_rollup_sources, flush_log"
 )
 # Skewed like a real player base: tanks and clerics are common picks, bards rare.
 ARCHETYPE_MIX = (
@@ -40,7 +40,7 @@ SELECT 'b_' || lpad(to_hex(i), 8, '0'),
        initcap(adj) || ' ' || c.class_name || ' ' || i,
        CASE WHEN random() < 0.1 THEN NULL ELSE 'Built for ' || focus || ' with ' || style END,
        g.p, g.s, c.class_name, g.race, random() < 0.9, false,
-       'sess_' || lpad(to_hex((i * 7919) % 40000), 24, '0'), 0, 0, created, created
+       'sess_' || lpad(to_hex((i::int8 * 7919) % 40000), 24, '0'), 0, 0, created, created
 FROM (SELECT i, m[1 + floor(random() * cardinality(m))::int] AS p,
              m[1 + floor(random() * cardinality(m))::int] AS s,
              r[1 + floor(random() * cardinality(r))::int] AS race,
@@ -59,11 +59,13 @@ JOIN plans_classes c ON c.p = g.p AND c.s = g.s
     (
         "votes (hot set: build rank ~ random()^3, 4 votes per session)",
         """
-INSERT INTO build_votes (build_id, session_id, rating, created_at)
+INSERT INTO build_votes (build_id, session_id, rating, created_at, source_network)
 SELECT 'b_' || lpad(to_hex(1 + floor($1::int * random() ^ 3)::int), 8, '0'),
        'sess_' || lpad(to_hex(v / 4), 24, '0'),
        (ARRAY[5, 5, 5, 4, 4, 4, 3, 3, 2, 1])[1 + floor(random() * 10)::int],
-       now() - random() ^ 2 * interval '365 days'
+       now() - random() ^ 2 * interval '365 days',
+       -- 20,000 client networks (/24), about 12 sessions each
+       '10.' || (v / 4 % 20000) / 256 || '.' || (v / 4 % 20000) % 256 || '.0/24'
 FROM generate_series(1, $2::int) v
 ON CONFLICT (build_id, session_id) DO NOTHING
 """,
@@ -97,9 +99,11 @@ FROM (SELECT i, w[1 + qi % 30] || ' ' || w[1 + (qi / 30) % 30]
     (
         "rollups (the aggregator's key_hash formula)",
         """
-INSERT INTO search_rollups (key_hash, hour, query_norm, search_mode, count, sessions)
+INSERT INTO search_rollups (key_hash, hour, query_norm, search_mode, count, sessions,
+                            sources)
 SELECT hashtextextended(h::text || E'\\x1f' || query_norm || E'\\x1f' || search_mode, 0),
-       to_timestamp(h * 3600), query_norm, search_mode, count(*), count(DISTINCT session_id)
+       to_timestamp(h * 3600), query_norm, search_mode, count(*), count(DISTINCT session_id),
+       count(DISTINCT hashtextextended(session_id, 0) % 50000)
 FROM (SELECT floor(extract(epoch FROM created_at) / 3600)::int8 AS h, query_norm,
              search_mode, session_id FROM search_events) e
 GROUP BY h, query_norm, search_mode
@@ -111,6 +115,17 @@ GROUP BY h, query_norm, search_mode
 INSERT INTO search_rollup_sessions (key_hash, session_hash)
 SELECT DISTINCT hashtextextended(h::text || E'\\x1f' || query_norm || E'\\x1f' || search_mode, 0),
        hashtextextended(session_id, 0)
+FROM (SELECT floor(extract(epoch FROM created_at) / 3600)::int8 AS h, query_norm,
+             search_mode, session_id FROM search_events) e
+ORDER BY 1, 2
+""",
+    ),
+    (
+        "rollup sources (50,000 client networks: a hash of the session)",
+        """
+INSERT INTO search_rollup_sources (key_hash, source_hash)
+SELECT DISTINCT hashtextextended(h::text || E'\\x1f' || query_norm || E'\\x1f' || search_mode, 0),
+       hashtextextended(session_id, 0) % 50000
 FROM (SELECT floor(extract(epoch FROM created_at) / 3600)::int8 AS h, query_norm,
              search_mode, session_id FROM search_events) e
 ORDER BY 1, 2

@@ -1,6 +1,6 @@
 """Tortoise ORM models; every table of the service. Imports nothing else of ours."""
 
-from models.analytics import FlushLog, SearchEvent, SearchRollup
+from models.analytics import FlushLog, HiddenQuery, SearchEvent, SearchRollup
 from models.builds import Build, BuildVote
 from models.feedback import Feedback
 
@@ -9,6 +9,7 @@ __all__ = [
     "BuildVote",
     "Feedback",
     "FlushLog",
+    "HiddenQuery",
     "SearchEvent",
     "SearchRollup",
 ]

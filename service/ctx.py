@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from aggregators.tallies import PeriodicTallyCheck
     from aggregators.views import CachedView
     from aggregators.votes import VoteAggregator
-    from service.contract.schemas import BuildListItem
     from service.telemetry.dependencies import DependencyMonitor
     from service.telemetry.schema import SchemaGate
     from service.telemetry.worker_metrics import WorkerMetrics
@@ -37,7 +36,7 @@ class Ctx:
     votes: VoteAggregator
     tally_check: PeriodicTallyCheck
     popular: PopularQueries
-    popular_builds: CachedView[list[BuildListItem]]
+    popular_builds: CachedView[list[str]]  # ranked build ids (service.builds.popular)
     dependencies: DependencyMonitor
     schema: SchemaGate
 

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from aggregators.popular import PopularQueries
 from aggregators.search import SearchAggregator
 from aggregators.tallies import PeriodicTallyCheck
-from aggregators.votes import VoteAggregator
+from aggregators.votes import VOTES_PER_NETWORK, VoteAggregator
 from service.builds import popular as popular_builds
 from service.config import SettingsError
 from service.ctx import App, Ctx
@@ -75,7 +75,13 @@ async def open_resources(app: App) -> None:
         max_events=settings.search_buffer_max_events,
         max_bytes=settings.search_buffer_max_bytes,
     )
-    ctx.votes = VoteAggregator(ctx.db, ctx.valkey, max_batch=settings.vote_batch_max)
+    ctx.votes = VoteAggregator(
+        ctx.db,
+        ctx.valkey,
+        max_batch=settings.vote_batch_max,
+        # A rate limit of the contract: off with the others (RATE_LIMIT_ENABLED=false).
+        votes_per_network=VOTES_PER_NETWORK if settings.rate_limit_enabled else None,
+    )
     ctx.popular = PopularQueries(ctx.db, ctx.valkey, fresh_s=settings.popular_cache_ttl_s)
     ctx.popular_builds = popular_builds.make_view(ctx.valkey, settings.popular_cache_ttl_s)
     for view in (ctx.popular.view, ctx.popular_builds):

@@ -107,6 +107,7 @@ async def test_rate_limited_operations_say_so(spec: dict[str, Any]) -> None:
         ("/api/v1/analytics/popular-queries", "get"),
         ("/api/v1/builds/auth/status", "get"),
         ("/api/v1/builds/auth/claim", "post"),
+        ("/api/v1/admin/insights/hidden-queries", "get"),
     }
     for path, method in limited:
         for response in spec["paths"][path][method]["responses"].values():
@@ -164,6 +165,9 @@ async def test_docs_are_on_in_production(client: httpx.AsyncClient) -> None:
     assert (await client.get("/docs")).status_code == 200
 
 
+TOKEN_REQUIRED = ("claimBuilds", "hideQuery", "unhideQuery", "listHiddenQueries")
+
+
 async def test_every_route_that_reads_the_token_says_so(spec: dict[str, Any]) -> None:
     """Every /api/ route reads a bearer token when sent (optional; claim needs one); the
     operational routes ignore Authorization and say nothing about it."""
@@ -179,9 +183,8 @@ async def test_every_route_that_reads_the_token_says_so(spec: dict[str, Any]) ->
             assert "security" not in op, where
             assert "401" not in op["responses"], where
             continue
-        expected = (
-            [{"bearerAuth": []}] if op["operationId"] == "claimBuilds" else [{}, {"bearerAuth": []}]
-        )
+        required = op["operationId"] in TOKEN_REQUIRED
+        expected = [{"bearerAuth": []}] if required else [{}, {"bearerAuth": []}]
         assert op["security"] == expected, where
         unauthorized = op["responses"]["401"]
         assert unauthorized["headers"]["WWW-Authenticate"]["required"] is True, where

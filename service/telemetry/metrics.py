@@ -48,7 +48,7 @@ METHODS = frozenset({"GET", "POST", "PATCH", "DELETE", "OPTIONS", "HEAD", "PUT"}
 # the start, so an error ratio reads 0 (not "no data") and rate() sees the first 5xx.
 STATUS_CLASSES = ("2xx", "4xx", "5xx")
 AGGREGATORS = ("search", "votes")
-VOTE_OUTCOMES = ("accepted", "duplicate", "not_found")
+VOTE_OUTCOMES = ("accepted", "duplicate", "not_found", "network_limited")
 
 # ---- HTTP -----------------------------------------------------------------------------------
 HTTP_REQUESTS = Counter(
