@@ -13,7 +13,8 @@ these minimal workarounds, each covered by tests/test_stop_signals.py:
   1. Sanic's worker-state Manager process (multiprocessing, a child in the same group)
      never sees SIGINT/SIGTERM: killed by a group SIGTERM, every later state update in the
      main process and the workers raised BrokenPipeError and the main process exited 1.
-  2. Workers are started ignoring SIGINT/SIGTERM (inherited), until the app records them:
+  2. Workers are started with SIGINT/SIGTERM ignored and blocked (inherited) until the app
+     records them:
      a signal that arrived while a worker imported killed it half-started; the main process
      repeats SIGINT to the workers still alive while it stops (they ignore repeats), and
      waits for every worker, also the ones Sanic skips once it has terminated them.
