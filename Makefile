@@ -59,8 +59,10 @@ deploy-check: setup
 bench: setup
 	$(PY) -m bench.run
 
-## drills: fault drills on the real server, 2 workers (SIGTERM, kill -9, Postgres/Valkey down, slow
-## Postgres); DRILLS=sigterm,kill9 to pick, DRILL_OUTAGE_S=30; writes bench/results/drills.md
+## drills: fault drills on the real server, 2 workers (SIGTERM to PID 1 / to the process group,
+## SIGINT during start, kill -9, Postgres/Valkey down, slow Postgres, rolling restart of 3
+## instances behind HAProxy); DRILLS=sigterm,rolling to pick, DRILL_OUTAGE_S=30;
+## writes bench/results/drills.md
 drills: setup
 	$(PY) -m bench.drills
 

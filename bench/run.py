@@ -310,6 +310,7 @@ def render(
     flush: dict[str, float],
     auth: dict[str, float],
     hot: dict[int, tuple[int, int]],
+    wal: dict[int, dict[str, float]],
 ) -> str:
     lines = [
         f"# Benchmark — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
@@ -352,6 +353,15 @@ def render(
         f"* RSS of one worker with a full analytics buffer (Postgres unreachable, 480-char "
         f"queries, {flush['full_buffer_events']:,.0f} events buffered, then "
         f"{flush['full_buffer_rejected']:,.0f} answered 503): {flush['full_buffer_rss_mb']} MB.",
+        "* Growth per search event by events per worker flush (bench/flushpath.py "
+        "wal_in_own_cluster, a PostgreSQL of its own, steady state): "
+        + "; ".join(
+            f"{batch}/flush: {w['wal_bytes_per_event']:.0f} B WAL, "
+            f"{w['rows_per_event']:.2f} rows, {w['table_bytes_per_event']:.0f} B of tables, "
+            f"{w['statements_per_flush']:.0f} statements per flush"
+            for batch, w in wal.items()
+        )
+        + ".",
         f"* Bearer token verification per request (in-process, bench/auth_cost.py): "
         f"{auth['cached']:.1f} µs for a token seen before (every request after a token's "
         f"first in a worker); first sight {auth['first_EdDSA']:.0f} µs EdDSA, "
@@ -378,7 +388,8 @@ def main() -> None:
             results, rss[workers] = bench_workers(wrk, db_url, valkey_url, workers)
             hot[workers] = (seeded, asyncio.run(stores.vote_count(db_url, stores.HOT_BUILD)))
             all_results += results
-    text = render(all_results, rss, flush, auth, hot)
+    wal = flushpath.wal_in_own_cluster()
+    text = render(all_results, rss, flush, auth, hot, wal)
     (RESULTS / "latest.md").write_text(text)
     (RESULTS / "latest.json").write_text(
         json.dumps(
@@ -389,6 +400,7 @@ def main() -> None:
                 "vote_targets": {w: vote_targets(all_results, w) for w in hot},
                 "flush": flush,
                 "auth_us": auth,
+                "wal_per_event": wal,
                 "duration_s": DURATION,
                 "connections": CONNECTIONS,
             },

@@ -11,7 +11,6 @@ import math
 
 from service.contract.errors import ServiceUnavailable
 from service.ctx import ApiRequest, App, Ctx
-from service.http.errors import DEPENDENCY_DOWN_MESSAGE, DEPENDENCY_RETRY_AFTER_S
 
 API_PREFIX = "/api/"
 
@@ -22,14 +21,12 @@ def retry_after_s(ctx: Ctx) -> int:
 
 async def _refuse_unmatched_schema(request: ApiRequest) -> None:
     ctx = request.app.ctx
-    if ctx.schema.ok or not request.path.startswith(API_PREFIX):
-        return
     state = ctx.schema.state
-    if state.status == "unchecked":
-        # PostgreSQL could not be asked: to a client that is a store outage like any other
-        # (the same answer a handler's failed query gives); readiness carries the detail.
-        raise ServiceUnavailable(DEPENDENCY_DOWN_MESSAGE, retry_after=DEPENDENCY_RETRY_AFTER_S)
-    raise ServiceUnavailable(state.message, retry_after=retry_after_s(ctx))
+    # "unchecked" = PostgreSQL did not answer the check: the request then meets the same
+    # outage and answers the usual 503 (service.http.errors); readiness stays 503 until a
+    # check has passed, so the balancer sends nothing here meanwhile.
+    if not state.ok and state.status != "unchecked" and request.path.startswith(API_PREFIX):
+        raise ServiceUnavailable(state.message, retry_after=retry_after_s(ctx))
 
 
 def register(app: App) -> None:
