@@ -58,12 +58,16 @@ ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id
 # $1..$4: (hour, query_norm, mode, session) of every event; $5..$8: event count per
 # (hour, query_norm, mode). Hours are epoch hours (UTC). Hashed keys keep the unique indexes
 # narrow; rows are inserted in key order so concurrent flushes cannot deadlock.
+# Content gaps: $9 = the event found nothing (result_count = 0), $10 = such events per key;
+# their sessions are also kept under the key's zero key (the key's text with E'\\x1f0'
+# appended; the content-gaps query in service/insights computes it the same way).
 _ROLLUP_SQL = """
 WITH new_sessions AS (
     INSERT INTO search_rollup_sessions (key_hash, session_hash)
-    SELECT DISTINCT hashtextextended(h::text || E'\\x1f' || q || E'\\x1f' || m, 0),
+    SELECT DISTINCT hashtextextended(h::text || E'\\x1f' || q || E'\\x1f' || m || x, 0),
            hashtextextended(s, 0)
-    FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[]) AS t(h, q, m, s)
+    FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $9::bool[]) AS t(h, q, m, s, z)
+    CROSS JOIN LATERAL unnest(CASE WHEN z THEN ARRAY['', E'\\x1f0'] ELSE ARRAY[''] END) AS x(x)
     ORDER BY 1, 2
     ON CONFLICT (key_hash, session_hash) DO NOTHING
     RETURNING key_hash
@@ -71,25 +75,35 @@ WITH new_sessions AS (
     SELECT key_hash, count(*) AS n FROM new_sessions GROUP BY key_hash
 ), counts AS (
     SELECT hashtextextended(h::text || E'\\x1f' || q || E'\\x1f' || m, 0) AS key_hash,
-           to_timestamp(h * 3600) AS hour, q, m, n
-    FROM unnest($5::int8[], $6::text[], $7::text[], $8::int8[]) AS t(h, q, m, n)
+           hashtextextended(h::text || E'\\x1f' || q || E'\\x1f' || m || E'\\x1f0', 0) AS zero_key,
+           to_timestamp(h * 3600) AS hour, q, m, n, zn
+    FROM unnest($5::int8[], $6::text[], $7::text[], $8::int8[], $10::int8[]) AS t(h, q, m, n, zn)
 )
-INSERT INTO search_rollups AS r (key_hash, hour, query_norm, search_mode, count, sessions)
-SELECT c.key_hash, c.hour, c.q, c.m, c.n, coalesce(s.n, 0)
+INSERT INTO search_rollups AS r (key_hash, hour, query_norm, search_mode, count, sessions,
+                                 zero_count, zero_sessions)
+SELECT c.key_hash, c.hour, c.q, c.m, c.n, coalesce(s.n, 0), c.zn, coalesce(z.n, 0)
 FROM counts c LEFT JOIN session_counts s USING (key_hash)
+LEFT JOIN session_counts z ON z.key_hash = c.zero_key
 ORDER BY c.key_hash
 ON CONFLICT (key_hash) DO UPDATE
-    SET count = r.count + excluded.count, sessions = r.sessions + excluded.sessions
+    SET count = r.count + excluded.count, sessions = r.sessions + excluded.sessions,
+        zero_count = r.zero_count + excluded.zero_count,
+        zero_sessions = r.zero_sessions + excluded.zero_sessions
 """
 
 
-def _rollup_args(events: list[SearchEvent]) -> list[list[int] | list[str]]:
-    """Columns for _ROLLUP_SQL: every event's key and session, and event counts per key."""
+def _rollup_args(events: list[SearchEvent]) -> list[list[int] | list[str] | list[bool]]:
+    """Columns for _ROLLUP_SQL: every event's key, session and zero-result flag, and event
+    counts (all, and with zero results) per key."""
     hours = [int(e.at // 3600) for e in events]
     queries = [e.query_norm for e in events]
     modes = [e.search_mode for e in events]
     sessions = [e.session_id for e in events]
     counts = Counter(zip(hours, queries, modes, strict=True))
+    zero = [e.result_count == 0 for e in events]
+    zero_counts = Counter(
+        k for k, z in zip(zip(hours, queries, modes, strict=True), zero, strict=True) if z
+    )
     keys = list(counts)
     return [
         hours,
@@ -100,6 +114,8 @@ def _rollup_args(events: list[SearchEvent]) -> list[list[int] | list[str]]:
         [k[1] for k in keys],
         [k[2] for k in keys],
         list(counts.values()),
+        zero,
+        [zero_counts[k] for k in keys],
     ]
 
 

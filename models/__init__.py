@@ -2,12 +2,14 @@
 
 from models.analytics import FlushLog, SearchEvent, SearchRollup
 from models.builds import Build, BuildVote
-from models.feedback import Feedback
+from models.feedback import Feedback, FeedbackDaily, FeedbackRollup
 
 __all__ = [
     "Build",
     "BuildVote",
     "Feedback",
+    "FeedbackDaily",
+    "FeedbackRollup",
     "FlushLog",
     "SearchEvent",
     "SearchRollup",

@@ -42,6 +42,10 @@ class SearchRollup(Model):
     search_mode = fields.CharField(max_length=8)
     count = fields.BigIntField(default=0)
     sessions = fields.IntField(default=0)
+    # Content gaps: the searches of this key that found nothing (result_count = 0) and their
+    # distinct sessions (session rows under zero_key_hash, see aggregators/search.py).
+    zero_count = fields.BigIntField(default=0)
+    zero_sessions = fields.IntField(default=0)
 
     class Meta:
         table = "search_rollups"
