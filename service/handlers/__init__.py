@@ -6,6 +6,7 @@ from sanic import Blueprint
 
 from service.ctx import App
 from service.handlers import (
+    admin,
     analytics,
     bench,
     builds,
@@ -25,6 +26,7 @@ def register(app: App) -> None:
         votes.blueprint(),
         feedback.blueprint(),
         analytics.blueprint(),
+        admin.blueprint(),
         url_prefix="/api/v1",
     )
     app.blueprint(api)

@@ -1,0 +1,168 @@
+"""Admin reports from the rollups: satisfaction summary and trend, negative patterns, content
+gaps. Never a scan of raw rows per view: feedback_daily (a few rows per day), feedback_rollups
+(per day, mode, normalised query, rating) and search_rollups (per hour, query, mode); raw rows
+are read only through indexes for the few items shown (sample comments).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from tortoise import connections
+
+from service.contract import insights as shapes
+from service.contract.formats import iso
+from service.contract.gamedata import SEARCH_MODES
+
+Clock = Callable[[], datetime]
+SAMPLE_COMMENTS = 3
+FIRST_CANDIDATES = 200
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def first_day(days: int, now: datetime) -> date:
+    """The window's first UTC date: `days` dates ending today."""
+    return now.astimezone(UTC).date() - timedelta(days=days - 1)
+
+
+_DAILY_SQL = """
+SELECT day, search_mode, rating, count FROM feedback_daily WHERE day >= $1
+"""
+
+
+async def summary(days: int, clock: Clock = _now) -> shapes.Summary:
+    start = first_day(days, clock())
+    rows = await connections.get("default").execute_query_dict(_DAILY_SQL, [start])
+    counts: dict[tuple[date, str, str], int] = {
+        (r["day"], r["search_mode"], r["rating"]): int(r["count"]) for r in rows
+    }
+    daily = []
+    mode_totals = {mode: [0, 0] for mode in SEARCH_MODES}
+    for offset in range(days):
+        day = start + timedelta(days=offset)
+        for mode in SEARCH_MODES:
+            up, down = counts.get((day, mode, "up"), 0), counts.get((day, mode, "down"), 0)
+            mode_totals[mode][0] += up
+            mode_totals[mode][1] += down
+            daily.append(
+                shapes.DailyCount(day=day.isoformat(), search_mode=mode, up=up, down=down)  # type: ignore[arg-type]
+            )
+    by_mode = {mode: shapes.satisfaction(up, down) for mode, (up, down) in mode_totals.items()}
+    up = sum(t[0] for t in mode_totals.values())
+    down = sum(t[1] for t in mode_totals.values())
+    return shapes.Summary(
+        days=days,
+        totals=shapes.satisfaction(up, down),
+        by_mode=shapes.ByMode(**by_mode),
+        daily=daily,
+    )
+
+
+# Ranked by thumbs-down, then down rate, then query text (stable). Sessions: distinct sessions
+# that gave the query a thumbs-down in the window; comments: the latest thumbs-down comments.
+_PATTERNS_SQL = """
+WITH w AS MATERIALIZED (
+    SELECT key_hash, query_norm, rating, count, last_at FROM feedback_rollups WHERE day >= $1
+), agg AS (
+    SELECT query_norm,
+           coalesce(sum(count) FILTER (WHERE rating = 'down'), 0)::bigint AS down,
+           coalesce(sum(count) FILTER (WHERE rating = 'up'), 0)::bigint AS up,
+           max(last_at) AS last_at
+    FROM w GROUP BY query_norm
+), top AS (
+    SELECT * FROM agg WHERE down > 0
+    ORDER BY down DESC, down::float8 / (down + up) DESC, query_norm LIMIT $2
+), sessions AS (
+    SELECT w.query_norm, count(DISTINCT s.session_hash)::bigint AS sessions
+    FROM top t JOIN w ON w.query_norm = t.query_norm AND w.rating = 'down'
+    JOIN feedback_rollup_sessions s ON s.key_hash = w.key_hash
+    GROUP BY w.query_norm
+)
+SELECT t.query_norm, t.down, t.up, t.last_at, coalesce(s.sessions, 0) AS sessions,
+       ARRAY(SELECT f.comment FROM feedback f
+             WHERE f.query_norm = t.query_norm AND f.rating = 'down'
+               AND f.comment IS NOT NULL AND f.received_at >= $3
+             ORDER BY f.received_at DESC LIMIT $4) AS comments
+FROM top t LEFT JOIN sessions s USING (query_norm)
+ORDER BY t.down DESC, t.down::float8 / (t.down + t.up) DESC, t.query_norm
+"""
+
+
+async def patterns(days: int, limit: int, clock: Clock = _now) -> shapes.Patterns:
+    start = first_day(days, clock())
+    since = datetime.combine(start, time(), UTC)
+    rows = await connections.get("default").execute_query_dict(
+        _PATTERNS_SQL, [start, limit, since, SAMPLE_COMMENTS]
+    )
+    items = [
+        shapes.Pattern(
+            query=r["query_norm"],
+            down=int(r["down"]),
+            up=int(r["up"]),
+            down_rate=round(int(r["down"]) / (int(r["down"]) + int(r["up"])), 4),
+            sessions=int(r["sessions"]),
+            last_at=iso(r["last_at"]),
+            sample_comments=list(r["comments"]),
+        )
+        for r in rows
+    ]
+    return shapes.Patterns(items=items)
+
+
+# Queries searched with result_count = 0, ranked by distinct sessions, then searches, then text.
+# Distinct sessions are counted for the candidates with the most such searches only (sessions
+# <= searches): exact when the last item shown has more sessions than the best query left out
+# has searches, else the candidate set grows (content_gaps). A key's zero key is the search
+# aggregator's formula (aggregators/search.py) with E'\x1f0' appended. last_at: the hour.
+_GAPS_SQL = """
+WITH keys AS MATERIALIZED (
+    SELECT hour, query_norm, search_mode, zero_count FROM search_rollups
+    WHERE zero_count > 0 AND hour >= date_trunc('hour', $1::timestamptz)
+), counts AS MATERIALIZED (
+    SELECT query_norm, sum(zero_count)::bigint AS count, max(hour) AS last_at
+    FROM keys GROUP BY query_norm
+), candidates AS (
+    SELECT * FROM counts ORDER BY count DESC, query_norm LIMIT $3
+), sessions AS (
+    SELECT c.query_norm, count(DISTINCT s.session_hash)::bigint AS sessions
+    FROM candidates c JOIN keys k USING (query_norm)
+    JOIN search_rollup_sessions s ON s.key_hash = hashtextextended(
+        (extract(epoch FROM k.hour)::bigint / 3600)::text || E'\\x1f' || k.query_norm
+        || E'\\x1f' || k.search_mode || E'\\x1f0', 0)
+    GROUP BY c.query_norm
+)
+SELECT c.query_norm, c.count, c.last_at, coalesce(s.sessions, 0) AS sessions,
+       (SELECT count FROM counts ORDER BY count DESC OFFSET $3 LIMIT 1) AS next_count
+FROM candidates c LEFT JOIN sessions s USING (query_norm)
+ORDER BY sessions DESC, c.count DESC, c.query_norm
+LIMIT $2
+"""
+
+
+async def content_gaps(days: int, limit: int, clock: Clock = _now) -> shapes.ContentGaps:
+    since = clock() - timedelta(days=days)
+    candidates = max(FIRST_CANDIDATES, limit)
+    db = connections.get("default")
+    while True:
+        rows: list[dict[str, Any]] = await db.execute_query_dict(
+            _GAPS_SQL, [since, limit, candidates]
+        )
+        next_count = rows[0]["next_count"] if rows else None
+        if next_count is None or int(rows[-1]["sessions"]) > int(next_count):
+            break
+        candidates *= 4
+    items = [
+        shapes.ContentGap(
+            query=r["query_norm"],
+            sessions=int(r["sessions"]),
+            count=int(r["count"]),
+            last_at=iso(r["last_at"]),
+        )
+        for r in rows
+    ]
+    return shapes.ContentGaps(items=items)
