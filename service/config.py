@@ -87,6 +87,7 @@ class Settings:
     rate_limit_feedback: int = field(default=20, metadata={"min": 1})
     rate_limit_analytics: int = field(default=60, metadata={"min": 1})
     rate_limit_read: int = field(default=120, metadata={"min": 1})
+    rate_limit_edit: int = field(default=30, metadata={"min": 1})
     rate_limit_ip_multiplier: int = field(default=5, metadata={"min": 1})
     # Valkey down: limits fail open; a worker asks Valkey again after this many seconds.
     rate_limit_fail_open_retry_s: float = field(default=2.0, metadata={"min": 0.0})

@@ -97,6 +97,8 @@ async def test_rate_limited_operations_say_so(spec: dict[str, Any]) -> None:
         ("/api/v1/builds", "post"),
         ("/api/v1/builds", "get"),
         ("/api/v1/builds/{build_id}", "get"),
+        ("/api/v1/builds/{build_id}", "patch"),
+        ("/api/v1/builds/{build_id}", "delete"),
         ("/api/v1/builds/{build_id}/vote", "post"),
         ("/api/v1/builds/templates", "get"),
         ("/api/v1/builds/popular", "get"),

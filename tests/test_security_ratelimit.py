@@ -25,6 +25,7 @@ LIMITS = {
     "rate_limit_feedback": 2,
     "rate_limit_analytics": 2,
     "rate_limit_read": 3,
+    "rate_limit_edit": 2,
     "rate_limit_ip_multiplier": 2,
 }
 
@@ -164,16 +165,33 @@ async def test_errors_on_limited_routes_carry_the_headers(client: httpx.AsyncCli
     assert "X-RateLimit-Limit" in missing.headers
 
 
-async def test_unlimited_routes_have_no_limit_headers(client: httpx.AsyncClient) -> None:
+async def test_edits_and_deletes_share_one_limit(client: httpx.AsyncClient, app: App, sql) -> None:
+    """Issue 17 item 5: PATCH and DELETE of builds, per session (and 5x per IP)."""
     session = new_session()
-    build = (await _create(client, session)).json()
+    async with client_at(app, "192.0.2.60") as creator:
+        ids = [(await _create(creator, session)).json()["build_id"] for _ in range(2)]
+    big = "d" * 2000
+    patched = await client.patch(
+        f"{API}/builds/{ids[0]}", json={"description": big}, headers=headers(session)
+    )
+    assert (patched.status_code, limit_headers(patched)[:2]) == (200, (2, 1))
+    deleted = await client.delete(f"{API}/builds/{ids[0]}", headers=headers(session))
+    assert (deleted.status_code, limit_headers(deleted)[:2]) == (200, (2, 0))
+    for refused in (
+        await client.patch(f"{API}/builds/{ids[1]}", json={"name": "x"}, headers=headers(session)),
+        await client.delete(f"{API}/builds/{ids[1]}", headers=headers(session)),
+    ):
+        assert refused.status_code == 429
+        assert refused.json() == rate_limited("editing or deleting builds", 2, "session")
+    rows = await sql.fetch("SELECT build_id, name FROM builds")
+    assert [tuple(r) for r in rows] == [(ids[1], build_body()["name"])]
+
+
+async def test_unlimited_routes_have_no_limit_headers(client: httpx.AsyncClient) -> None:
     for _ in range(5):
         for response in (
             await client.get("/health/live"),
             await client.get("/openapi.json"),
-            await client.patch(
-                f"{API}/builds/{build['build_id']}", json={"name": "x"}, headers=headers(session)
-            ),
             await client.options(f"{API}/builds"),
         ):
             assert response.status_code < 400, response.text

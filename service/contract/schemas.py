@@ -9,6 +9,7 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 
 from service.contract.errors import Problem, ValidationFailed
 from service.contract.gamedata import ARCHETYPES, RACES
+from service.contract.text import problem_of
 
 SearchMode = Literal["quick", "smart", "deep"]
 Sort = Literal["newest", "rating", "popular"]
@@ -47,10 +48,20 @@ def _key(
     return key
 
 
+def _text(value: str, field: str, problems: list[Problem], *, multiline: bool = False) -> bool:
+    """The contract's "Text fields" rules (service.contract.text); False when broken."""
+    problem = problem_of(value, multiline=multiline)
+    if problem is not None:
+        problems.append({"field": field, "problem": problem})
+    return problem is None
+
+
 def _name(value: str, problems: list[Problem]) -> str:
     name = value.strip()
     if not 1 <= len(name) <= 100:
         problems.append({"field": "name", "problem": "must be 1-100 characters after trimming"})
+    else:
+        _text(name, "name", problems)
     return name
 
 
@@ -59,6 +70,8 @@ def _description(value: str | None, problems: list[Problem]) -> str | None:
         return None
     if len(value) > 2000:
         problems.append({"field": "description", "problem": "must be at most 2000 characters"})
+    elif value.strip():  # a blank description clears it (null), as before
+        _text(value, "description", problems, multiline=True)
     return value.strip() or None
 
 
@@ -268,6 +281,14 @@ class FeedbackIn(Struct, kw_only=True):
     def check(self) -> None:
         if not self.query.strip():
             raise ValidationFailed.field("query", "must not be blank")
+        problems: list[Problem] = []
+        _text(self.query, "query", problems)
+        _text(self.response_snippet, "response_snippet", problems, multiline=True)
+        if self.comment is not None and self.comment.strip():
+            _text(self.comment, "comment", problems, multiline=True)
+        elif self.comment is not None:
+            self.comment = None  # blank: no comment (as a blank description clears it)
+        _raise(problems)
         self.response_snippet = self.response_snippet[:500]
 
 
@@ -283,6 +304,11 @@ class SearchEventIn(Struct, kw_only=True):
     query: Annotated[str, Meta(min_length=1, max_length=500)]
     search_mode: SearchMode
     result_count: Annotated[int, Meta(ge=0, le=2**31 - 1)]
+
+    def check(self) -> None:
+        problem = problem_of(self.query)
+        if problem is not None:
+            raise ValidationFailed.field("query", problem)
 
 
 class Recorded(Struct, kw_only=True):

@@ -67,7 +67,6 @@ async def list_builds(request: ApiRequest) -> HTTPResponse:
     body=schemas.BuildPatch,
     ok=(200, schemas.Build),
     errors=(403, 404),
-    limited=False,
     links=docs.links_from_build("getBuild"),
 )
 async def update_build(request: ApiRequest, build_id: str) -> HTTPResponse:
@@ -83,7 +82,6 @@ async def update_build(request: ApiRequest, build_id: str) -> HTTPResponse:
     build_id=True,
     ok=(200, schemas.BuildDeleted),
     errors=(403, 404),
-    limited=False,
 )
 async def delete_build(request: ApiRequest, build_id: str) -> HTTPResponse:
     await builds.load_owned(build_id, caller_of(request))
@@ -128,6 +126,18 @@ def blueprint() -> Blueprint:
     )
     bp.add_route(list_builds, "/builds", methods=["GET"], name="list")
     bp.add_route(get_build, "/builds/<build_id:str>", methods=["GET"], name="get")
-    bp.add_route(update_build, "/builds/<build_id:str>", methods=["PATCH"], name="update")
-    bp.add_route(delete_build, "/builds/<build_id:str>", methods=["DELETE"], name="delete")
+    bp.add_route(
+        update_build,
+        "/builds/<build_id:str>",
+        methods=["PATCH"],
+        name="update",
+        ctx_rate_limit=ratelimit.EDIT,
+    )
+    bp.add_route(
+        delete_build,
+        "/builds/<build_id:str>",
+        methods=["DELETE"],
+        name="delete",
+        ctx_rate_limit=ratelimit.EDIT,
+    )
     return bp

@@ -1,6 +1,7 @@
 """Rate limits per player, session and client IP, counted in Valkey: shared by workers and pods.
 
-The contract's categories (create build, vote, feedback, analytics record, any API GET) are
+The contract's categories (create build, vote, feedback, analytics record, edit or delete a
+build, any API GET) are
 checked per logged-in player (a verified bearer token; the session's numbers), per session,
 then per client IP (RATE_LIMIT_IP_MULTIPLIER x the session's numbers),
 in one script call (service.http.rate_counter). A request without a client-sent session is
@@ -29,11 +30,12 @@ from service.http.client_ip import ClientIp
 from service.http.rate_counter import Check, RateCounter, Window
 from service.http.sessions import session_of, session_was_sent
 
-BUILD_CREATE, VOTE, FEEDBACK, ANALYTICS, READ = (
+BUILD_CREATE, VOTE, FEEDBACK, ANALYTICS, EDIT, READ = (
     "build_create",
     "vote",
     "feedback",
     "analytics",
+    "edit",
     "read",
 )
 _WHAT = {
@@ -41,6 +43,7 @@ _WHAT = {
     VOTE: "voting",
     FEEDBACK: "sending feedback",
     ANALYTICS: "recording searches",
+    EDIT: "editing or deleting builds",
     READ: "reading",
 }
 LOG_INTERVAL_S = 60.0
@@ -73,6 +76,7 @@ def rules(settings: Settings) -> dict[str, Rule]:
         VOTE: settings.rate_limit_vote,
         FEEDBACK: settings.rate_limit_feedback,
         ANALYTICS: settings.rate_limit_analytics,
+        EDIT: settings.rate_limit_edit,
         READ: settings.rate_limit_read,
     }
     factor = settings.rate_limit_ip_multiplier

@@ -45,9 +45,12 @@ def fail(exc: msgspec.MsgspecError, *, root: str = "body") -> ValidationFailed:
 
 
 def _check_content_type(request: ApiRequest) -> None:
+    """A body must declare application/json (or */*+json). The types a cross-site page may
+    send without a CORS preflight (none, text/plain, form, multipart) are all refused, so
+    no other site can make its visitors write here (issue 17, item 3)."""
     content_type = request.headers.get("content-type")
     if content_type is None:
-        return  # a body without a declared type is read as JSON
+        raise ValidationFailed.field("content-type", "required: application/json")
     media = content_type.split(";", 1)[0].strip().lower()
     if media != "application/json" and not (
         media.startswith(_JSON_TYPES[1]) and media.endswith("+json")

@@ -40,6 +40,7 @@ DOCS: dict[str, str] = {
     "rate_limit_feedback": "feedback posts per minute per session",
     "rate_limit_analytics": "searches recorded per minute per session",
     "rate_limit_read": "GET requests per minute per session",
+    "rate_limit_edit": "build edits and deletes (PATCH/DELETE) per minute per session",
     "rate_limit_ip_multiplier": "per-IP limit = this x the per-session limit",
     "rate_limit_fail_open_retry_s": "while Valkey is down the limiter lets requests through; "
     "it asks Valkey again after this long",
