@@ -170,7 +170,7 @@ async def test_cursor_pages_never_repeat_or_skip(client: httpx.AsyncClient, sql)
         ({"q": "x" * 201}, "q", "Expected `str` of length <= 200"),
         ({"q": "ab"}, "q", "Expected `str` of length >= 3"),
         ({"q": "%%%"}, "q", "must contain at least 3 letters or digits"),
-        ({"q": "\u200b\u200b\u200b"}, "q", "must contain a visible character"),
+        ({"q": "\u200b\u200b\u200b"}, "q", "must contain at least one visible character"),
     ],
 )
 async def test_bad_list_input(
@@ -215,8 +215,12 @@ async def test_review_records_who_and_when(client: httpx.AsyncClient, sql) -> No
     [
         ({"status": "archived"}, "status", "Invalid enum value 'archived'"),
         ({"note": "n" * 10_000}, "note", "Expected `str` of length <= 1000"),
-        ({"note": "   "}, "note", "must contain a visible character"),
-        ({"note": "a\u202eb"}, "note", "must not contain bidirectional control characters"),
+        ({"note": "   "}, "note", "must contain at least one visible character"),
+        (
+            {"note": "a\u202eb"},
+            "note",
+            "must not contain bidirectional override or isolate characters",
+        ),
         ({"note": "a\x07b"}, "note", "must not contain control characters"),
         ({}, "body", "send `status`, `note` or both"),
         ({"status": "reviewed", "reviewed_by": "Eve"}, "reviewed_by", None),

@@ -40,8 +40,8 @@ async def test_rows_quoted_per_rfc_4180_and_formulas_neutralised(
 ) -> None:
     first = await send_feedback(
         client,
-        query='tank, "paladin"\nor guardian',
-        comment='=HYPERLINK("http://evil")',
+        query='tank, "paladin" or guardian',
+        comment='=HYPERLINK("http://evil")\nline 2',
         rating="down",
     )
     second = await send_feedback(
@@ -50,7 +50,7 @@ async def test_rows_quoted_per_rfc_4180_and_formulas_neutralised(
         response_snippet="-2 armor",
         comment="@SUM(A1)",
     )
-    third = await send_feedback(client, query="\tkaelar", comment="Ünïcödé ✓")
+    third = await send_feedback(client, query="kaelar", comment="\tÜnïcödé ✓")
     review = await client.patch(
         f"{API}/admin/feedback/{third['feedback_id']}",
         json={"status": "resolved", "note": "=1+1"},
@@ -61,8 +61,8 @@ async def test_rows_quoted_per_rfc_4180_and_formulas_neutralised(
     assert response.status_code == 200
     text = response.content.decode("utf-8")
     assert text.startswith(HEADER)
-    assert '"\'tank, ""paladin""\nor guardian"' not in text  # no quote to neutralise: t...
-    assert '"tank, ""paladin""\nor guardian"' in text
+    assert '"tank, ""paladin"" or guardian"' in text
+    assert '"\'=HYPERLINK(""http://evil"")\nline 2"' in text
     rows = list(csv.reader(io.StringIO(text, newline="")))
     assert rows[0] == HEADER.strip().split(",")
     assert rows[1:] == [
@@ -71,9 +71,9 @@ async def test_rows_quoted_per_rfc_4180_and_formulas_neutralised(
             first["received_at"],
             "smart",
             "down",
-            'tank, "paladin"\nor guardian',
+            'tank, "paladin" or guardian',
             "Try a Paladin.",
-            '\'=HYPERLINK("http://evil")',
+            '\'=HYPERLINK("http://evil")\nline 2',
             "new",
             "",
             "",
@@ -97,9 +97,9 @@ async def test_rows_quoted_per_rfc_4180_and_formulas_neutralised(
             third["received_at"],
             "smart",
             "up",
-            "'\tkaelar",
+            "kaelar",
             "Try a Paladin.",
-            "Ünïcödé ✓",
+            "'\tÜnïcödé ✓",
             "resolved",
             "'=1+1",
             "Root",

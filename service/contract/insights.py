@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Literal
@@ -19,30 +18,14 @@ from msgspec import UNSET, Meta, Struct, UnsetType, field
 
 from service.contract.errors import ValidationFailed
 from service.contract.schemas import SearchMode
+from service.contract.text import problem_of
 
 Rating = Literal["up", "down"]
 ReviewStatus = Literal["new", "reviewed", "resolved"]
 FEEDBACK_ID = re.compile(r"f_[0-9a-f]{8}")
 _CURSOR = re.compile(r"(-?[0-9]{1,19}):(f_[0-9a-f]{8})")
-# Bidirectional overrides and isolates: never in stored text (CONTRACT "Text fields").
-_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-_BLANK = frozenset("\u3164\uffa0\u115f\u1160\u2800")  # Hangul fillers, Braille blank
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DateText = Annotated[str, Meta(max_length=40, description="ISO 8601 date or date-time")]
-
-
-def text_problem(value: str, *, multiline: bool) -> str | None:
-    """Why `value` is not acceptable text (CONTRACT "Text fields"), or None."""
-    visible = False
-    for ch in value:
-        category = unicodedata.category(ch)
-        if ch in _BIDI:
-            return "must not contain bidirectional control characters"
-        if category == "Cc" and not (multiline and ch in "\n\t"):
-            return "must not contain control characters"
-        if not visible and not ch.isspace() and category != "Cf" and ch not in _BLANK:
-            visible = True
-    return None if visible else "must contain a visible character"
 
 
 def _moment(value: str, name: str, *, end: bool) -> datetime:
@@ -121,7 +104,7 @@ class FeedbackListQuery(Window, kw_only=True):
     def check(self) -> None:
         super().check()
         if self.q is not None:
-            problem = text_problem(self.q, multiline=False)
+            problem = problem_of(self.q)
             if problem is None and sum(ch.isalnum() for ch in self.q) < 3:
                 problem = "must contain at least 3 letters or digits"
             if problem is not None:
@@ -161,7 +144,7 @@ class ReviewIn(Struct, kw_only=True, forbid_unknown_fields=True):
         if self.status is UNSET and self.note is UNSET:
             raise ValidationFailed.field("body", "send `status`, `note` or both")
         if isinstance(self.note, str):
-            problem = text_problem(self.note, multiline=True)
+            problem = problem_of(self.note, multiline=True)
             if problem is not None:
                 raise ValidationFailed.field("note", problem)
 
