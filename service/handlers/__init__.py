@@ -7,6 +7,7 @@ from sanic import Blueprint
 from service.ctx import App
 from service.handlers import (
     admin,
+    admin_page,
     analytics,
     bench,
     builds,
@@ -31,6 +32,7 @@ def register(app: App) -> None:
     )
     app.blueprint(api)
     app.blueprint(health.blueprint())
+    app.blueprint(admin_page.blueprint())
     app.blueprint(openapi.blueprint())
     if app.ctx.settings.auth_local:
         app.blueprint(players.jwks_blueprint())
