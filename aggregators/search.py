@@ -1,7 +1,8 @@
 """SearchAggregator: buffered search events -> raw rows + hourly rollups, idempotent per batch.
 
 One flush = BEGIN, flush_log insert, COPY of the raw rows, one statement for the distinct
-session rows and the rollup upsert (keys sorted, pre-aggregated in Python), COMMIT. A batch
+session rows and the rollup upsert (keys sorted, pre-aggregated in Python), when the batch has
+searches without results one upsert of their all-time totals per query, COMMIT. A batch
 keeps its id across retries; if its flush_log row already exists, the commit happened and
 the batch is skipped, so a retry never counts twice.
 """
@@ -92,6 +93,26 @@ ON CONFLICT (key_hash) DO UPDATE
 """
 
 
+# All-time searches without results per query (content gaps' candidate bound), after the
+# rollups in every flush (same lock order everywhere: rollups, then these, keys sorted).
+_ZERO_TOTALS_SQL = """
+INSERT INTO search_zero_queries AS z (query_norm, count, last_at)
+SELECT q, sum(n), to_timestamp(max(h) * 3600)
+FROM unnest($1::text[], $2::int8[], $3::int8[]) AS t(q, n, h)
+GROUP BY q ORDER BY q
+ON CONFLICT (query_norm) DO UPDATE
+    SET count = z.count + excluded.count, last_at = greatest(z.last_at, excluded.last_at)
+"""
+
+
+def _zero_totals_args(events: list[SearchEvent]) -> list[list[str] | list[int]] | None:
+    """Columns for _ZERO_TOTALS_SQL (one row per zero-result event), None without any."""
+    zero = [e for e in events if e.result_count == 0]
+    if not zero:
+        return None
+    return [[e.query_norm for e in zero], [1] * len(zero), [int(e.at // 3600) for e in zero]]
+
+
 def _rollup_args(events: list[SearchEvent]) -> list[list[int] | list[str] | list[bool]]:
     """Columns for _ROLLUP_SQL: every event's key, session and zero-result flag, and event
     counts (all, and with zero results) per key."""
@@ -174,6 +195,7 @@ class SearchAggregator(BatchingActor[SearchEvent, SearchBatch]):
             for e in batch.events
         ]
         rollup_args = _rollup_args(batch.events)
+        zero_args = _zero_totals_args(batch.events)
         async with self._db.acquire_connection() as conn, conn.transaction():
             self.statements += 2  # BEGIN, COMMIT
             fresh = await conn.fetchval(
@@ -190,3 +212,6 @@ class SearchAggregator(BatchingActor[SearchEvent, SearchBatch]):
             )
             await conn.execute(_ROLLUP_SQL, *rollup_args, timeout=STATEMENT_TIMEOUT_S)
             self.statements += 2
+            if zero_args is not None:
+                await conn.execute(_ZERO_TOTALS_SQL, *zero_args, timeout=STATEMENT_TIMEOUT_S)
+                self.statements += 1

@@ -52,6 +52,20 @@ class SearchRollup(Model):
         indexes = (Index(fields=("hour", "search_mode"), name="search_rollups_hour_idx"),)
 
 
+class SearchZeroQuery(Model):
+    """All-time searches without results per normalised query, written by the same flush:
+    the upper bound with which content gaps prune their candidates."""
+
+    id = fields.BigIntField(pk=True)
+    query_norm = fields.CharField(max_length=500, unique=True)
+    count = fields.BigIntField(default=0)
+    last_at = fields.DatetimeField()
+
+    class Meta:
+        table = "search_zero_queries"
+        indexes = (Index(fields=("count", "query_norm"), name="search_zero_queries_count_idx"),)
+
+
 class FlushLog(Model):
     """One row per committed analytics batch: a retried batch is recognised and skipped."""
 

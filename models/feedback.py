@@ -72,7 +72,26 @@ class FeedbackRollup(Model):
 
     class Meta:
         table = "feedback_rollups"
-        indexes = (Index(fields=("day", "rating"), name="feedback_rollups_day_idx"),)
+        indexes = (
+            Index(fields=("day", "rating"), name="feedback_rollups_day_idx"),
+            Index(fields=("query_norm", "day"), name="feedback_rollups_query_idx"),
+        )
+
+
+class FeedbackQuery(Model):
+    """All-time feedback per normalised query, kept in the insert's transaction: the upper
+    bound with which patterns over a long window prune their candidates (see
+    service.insights.reports)."""
+
+    id = fields.BigIntField(pk=True)
+    query_norm = fields.CharField(max_length=500, unique=True)
+    down = fields.BigIntField(default=0)
+    up = fields.BigIntField(default=0)
+    last_at = fields.DatetimeField()
+
+    class Meta:
+        table = "feedback_queries"
+        indexes = (Index(fields=("down", "query_norm"), name="feedback_queries_down_idx"),)
 
 
 class FeedbackDaily(Model):

@@ -33,6 +33,8 @@ TABLES = (
     "feedback_rollups",
     "feedback_rollup_sessions",
     "feedback_daily",
+    "feedback_queries",
+    "search_zero_queries",
     "search_events",
     "search_rollups",
     "search_rollup_sessions",

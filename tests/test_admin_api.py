@@ -429,6 +429,64 @@ async def test_content_gaps_exact_beyond_the_first_candidates(
     ]
 
 
+async def test_long_window_content_gaps_pruned_by_all_time_totals(
+    client: httpx.AsyncClient, app, sql, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long window ranks the all-time top candidates first (search_zero_queries, kept by
+    the flush): one candidate is not enough here (its bound is not below the best sessions),
+    so the candidates grow and the answer equals the direct ranking."""
+    from service.insights import reports
+
+    monkeypatch.setattr(reports, "FIRST_PRUNED", 1)
+    one = new_session()
+    for _ in range(3):
+        await record_search(client, "many searches", one, 0)
+    for _ in range(2):
+        await record_search(client, "many people", new_session(), 0)
+    await record_search(client, "found", one, 4)
+    await app.ctx.search.flush()
+    totals = await sql.fetch("SELECT query_norm, count FROM search_zero_queries ORDER BY 1")
+    assert [tuple(r) for r in totals] == [("many people", 2), ("many searches", 3)]
+    pruned = await ok(client, "/admin/insights/content-gaps", days=30, limit=1)
+    direct = await ok(client, "/admin/insights/content-gaps", days=7, limit=1)
+    assert pruned == direct
+    assert [(i["query"], i["sessions"], i["count"]) for i in pruned["items"]] == [
+        ("many people", 2, 2)
+    ]
+    both = await ok(client, "/admin/insights/content-gaps", days=30)
+    assert [i["query"] for i in both["items"]] == ["many people", "many searches"]
+
+
+async def test_long_window_patterns_pruned_by_all_time_totals(
+    client: httpx.AsyncClient, sql, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above DIRECT_MAX_FEEDBACK in the window, patterns rank the all-time top candidates
+    (feedback_queries, kept by the insert) first; a tie on thumbs-down with the bound grows
+    the candidates (the down rate decides), so the answer equals the direct ranking."""
+    from service.insights import reports
+
+    for query, rating in (
+        [("alpha", "down")] * 2
+        + [("alpha", "up")] * 2
+        + [
+            ("beta", "down"),
+            ("beta", "down"),
+            ("gamma", "down"),
+        ]
+    ):
+        await send_feedback(client, query=query, rating=rating)
+    totals = await sql.fetch("SELECT query_norm, down, up FROM feedback_queries ORDER BY 1")
+    assert [tuple(r) for r in totals] == [("alpha", 2, 2), ("beta", 2, 0), ("gamma", 1, 0)]
+    direct = await ok(client, "/admin/feedback/patterns", limit=1)
+    monkeypatch.setattr(reports, "DIRECT_MAX_FEEDBACK", 0)
+    monkeypatch.setattr(reports, "FIRST_PRUNED", 1)
+    pruned = await ok(client, "/admin/feedback/patterns", limit=1)
+    assert pruned == direct
+    assert [(i["query"], i["down"], i["down_rate"]) for i in pruned["items"]] == [("beta", 2, 1.0)]
+    everything = await ok(client, "/admin/feedback/patterns", limit=5)
+    assert [i["query"] for i in everything["items"]] == ["beta", "alpha", "gamma"]
+
+
 async def test_admin_reads_are_rate_limited_like_other_gets(
     stores, settings_overrides: dict[str, Any]
 ) -> None:

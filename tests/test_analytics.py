@@ -348,3 +348,5 @@ async def test_rollups_keep_zero_result_searches_and_their_sessions(client, app,
     assert [tuple(r) for r in rollups] == [("healer", 1, 1, 0, 0), ("siege engines", 5, 3, 4, 2)]
     # 3 sessions under siege engines' key, 2 under its zero key, 1 under healer's.
     assert await sql.fetchval("SELECT count(*) FROM search_rollup_sessions") == 6
+    totals = await sql.fetch("SELECT query_norm, count FROM search_zero_queries")
+    assert [tuple(r) for r in totals] == [("siege engines", 4)]

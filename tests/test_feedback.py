@@ -96,6 +96,14 @@ async def test_rollups_in_the_same_transaction(client: httpx.AsyncClient, sql) -
         (day, "smart", "up", 1),
     ]
     assert await sql.fetchval("SELECT count(*) FROM feedback_rollup_sessions") == 4
+    totals = await sql.fetch(
+        "SELECT query_norm, down, up, date_trunc('milliseconds', last_at)"
+        " FROM feedback_queries ORDER BY query_norm"
+    )
+    assert [tuple(r) for r in totals] == [
+        ("best tank build", 3, 1, received[3]),
+        ("healer", 0, 1, received[4]),
+    ]
 
 
 async def test_generated_session_is_stored(client: httpx.AsyncClient, sql) -> None:

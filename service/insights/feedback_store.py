@@ -1,9 +1,10 @@
 """Feedback writes: the insert with its daily rollups (one transaction), and the admin review.
 
 Rollups (models.feedback): per (UTC day, mode, normalised query, rating) with distinct
-sessions, and per (UTC day, mode, rating) for the trend. Statement order is fixed (feedback
-row, session row, query rollup, daily rollup) and each transaction touches one row of each
-rollup, so concurrent inserts cannot deadlock: the later one waits on the first lock.
+sessions, all-time per normalised query, and per (UTC day, mode, rating) for the trend.
+Statement order is fixed (feedback row, session row, query rollup, query total, daily rollup)
+and each transaction touches one row of each, so concurrent inserts cannot deadlock: the
+later one waits on the first lock.
 """
 
 from __future__ import annotations
@@ -45,6 +46,14 @@ ON CONFLICT (key_hash) DO UPDATE
     SET count = r.count + 1, sessions = r.sessions + excluded.sessions,
         last_at = greatest(r.last_at, excluded.last_at)
 """  # noqa: S608 - KEY_SQL is constant text
+
+_QUERY_SQL = """
+INSERT INTO feedback_queries AS q (query_norm, down, up, last_at)
+VALUES ($1, ($2 = 'down')::int, ($2 = 'up')::int, $3)
+ON CONFLICT (query_norm) DO UPDATE
+    SET down = q.down + excluded.down, up = q.up + excluded.up,
+        last_at = greatest(q.last_at, excluded.last_at)
+"""
 
 _DAILY_SQL = """
 INSERT INTO feedback_daily AS d (day, search_mode, rating, count) VALUES ($1, $2, $3, 1)
@@ -96,5 +105,6 @@ async def record(item: NewFeedback) -> tuple[str, datetime]:
             item.session_id,
             received_at,
         )
+        await conn.execute(_QUERY_SQL, query_norm, item.rating, received_at)
         await conn.execute(_DAILY_SQL, day, item.search_mode, item.rating)
     return feedback_id, received_at

@@ -65,10 +65,10 @@ async def summary(days: int, clock: Clock = _now) -> shapes.Summary:
 
 # Ranked by thumbs-down, then down rate, then query text (stable). Sessions: distinct sessions
 # that gave the query a thumbs-down in the window; comments: the latest thumbs-down comments.
+# {rows} is where the window's rollup rows come from: all of them (a short window), or only
+# those of the candidates with the most thumbs-down of all time ($5 of them, a long window).
 _PATTERNS_SQL = """
-WITH w AS MATERIALIZED (
-    SELECT key_hash, query_norm, rating, count, last_at FROM feedback_rollups WHERE day >= $1
-), agg AS (
+WITH w AS MATERIALIZED ({rows}), agg AS (
     SELECT query_norm,
            coalesce(sum(count) FILTER (WHERE rating = 'down'), 0)::bigint AS down,
            coalesce(sum(count) FILTER (WHERE rating = 'up'), 0)::bigint AS up,
@@ -91,14 +91,61 @@ SELECT t.query_norm, t.down, t.up, t.last_at, coalesce(s.sessions, 0) AS session
 FROM top t LEFT JOIN sessions s USING (query_norm)
 ORDER BY t.down DESC, t.down::float8 / (t.down + t.up) DESC, t.query_norm
 """
+_PATTERNS_DIRECT_SQL = _PATTERNS_SQL.format(
+    rows="SELECT key_hash, query_norm, rating, count, last_at FROM feedback_rollups"
+    " WHERE day >= $1",
+)
+_PATTERNS_PRUNED_SQL = _PATTERNS_SQL.format(
+    rows="""
+    SELECT r.key_hash, r.query_norm, r.rating, r.count, r.last_at
+    FROM (SELECT query_norm FROM feedback_queries WHERE down > 0
+          ORDER BY down DESC, query_norm LIMIT $5) c
+    JOIN feedback_rollups r ON r.query_norm = c.query_norm AND r.day >= $1""",
+)
+# The all-time thumbs-down of the best query left out of $1 candidates (None: none left).
+_PATTERNS_BOUND_SQL = """
+SELECT down FROM feedback_queries WHERE down > 0 ORDER BY down DESC, query_norm OFFSET $1 LIMIT 1
+"""
+_WINDOW_SIZE_SQL = "SELECT coalesce(sum(count), 0)::bigint AS n FROM feedback_daily WHERE day >= $1"
+# A window with at most this much feedback is ranked from all its rollup rows (a few ms);
+# above it, from the rollup rows of the all-time top candidates only.
+DIRECT_MAX_FEEDBACK = 20_000
+FIRST_PRUNED = 50  # candidates of the first pruned try; x4 per retry up to MAX_CANDIDATES
+MAX_CANDIDATES = 5_000
+
+
+def _exact(rows: list[dict[str, Any]], limit: int, key: str, bound: int | None) -> bool:
+    """No item outside the candidates can enter the result: its window number (`key`) is at
+    most its all-time one, at most `bound` (a tie could reorder: not exact)."""
+    return bound is None or (len(rows) == limit and int(rows[-1][key]) > bound)
+
+
+async def _bound(sql: str, candidates: int) -> int | None:
+    found = await connections.get("default").execute_query_dict(sql, [candidates])
+    return int(next(iter(found[0].values()))) if found else None
+
+
+async def _pattern_rows(start: date, since: datetime, limit: int) -> list[dict[str, Any]]:
+    db = connections.get("default")
+    window = await db.execute_query_dict(_WINDOW_SIZE_SQL, [start])
+    args: list[Any] = [start, limit, since, SAMPLE_COMMENTS]
+    if int(window[0]["n"]) > DIRECT_MAX_FEEDBACK:
+        candidates = max(limit, FIRST_PRUNED)
+        while candidates <= MAX_CANDIDATES:
+            rows: list[dict[str, Any]] = await db.execute_query_dict(
+                _PATTERNS_PRUNED_SQL, [*args, candidates]
+            )
+            if _exact(rows, limit, "down", await _bound(_PATTERNS_BOUND_SQL, candidates)):
+                return rows
+            candidates *= 4
+    direct: list[dict[str, Any]] = await db.execute_query_dict(_PATTERNS_DIRECT_SQL, args)
+    return direct
 
 
 async def patterns(days: int, limit: int, clock: Clock = _now) -> shapes.Patterns:
     start = first_day(days, clock())
     since = datetime.combine(start, time(), UTC)
-    rows = await connections.get("default").execute_query_dict(
-        _PATTERNS_SQL, [start, limit, since, SAMPLE_COMMENTS]
-    )
+    rows = await _pattern_rows(start, since, limit)
     items = [
         shapes.Pattern(
             query=r["query_norm"],
@@ -144,18 +191,63 @@ LIMIT $2
 """
 
 
-async def content_gaps(days: int, limit: int, clock: Clock = _now) -> shapes.ContentGaps:
-    since = clock() - timedelta(days=days)
-    candidates = max(FIRST_CANDIDATES, limit)
+# A long window: only the rollup rows of the queries with the most searches without results of
+# all time ($3 of them), through the partial index (query_norm, hour) WHERE zero_count > 0.
+_GAPS_PRUNED_SQL = """
+WITH keys AS MATERIALIZED (
+    SELECT r.hour, r.query_norm, r.search_mode, r.zero_count
+    FROM (SELECT query_norm FROM search_zero_queries ORDER BY count DESC, query_norm LIMIT $3) c
+    JOIN search_rollups r ON r.query_norm = c.query_norm AND r.zero_count > 0
+        AND r.hour >= date_trunc('hour', $1::timestamptz)
+), counts AS MATERIALIZED (
+    SELECT query_norm, sum(zero_count)::bigint AS count, max(hour) AS last_at
+    FROM keys GROUP BY query_norm
+), sessions AS (
+    SELECT c.query_norm, count(DISTINCT s.session_hash)::bigint AS sessions
+    FROM counts c JOIN keys k USING (query_norm)
+    JOIN search_rollup_sessions s ON s.key_hash = hashtextextended(
+        (extract(epoch FROM k.hour)::bigint / 3600)::text || E'\\x1f' || k.query_norm
+        || E'\\x1f' || k.search_mode || E'\\x1f0', 0)
+    GROUP BY c.query_norm
+)
+SELECT c.query_norm, c.count, c.last_at, coalesce(s.sessions, 0) AS sessions
+FROM counts c LEFT JOIN sessions s USING (query_norm)
+ORDER BY sessions DESC, c.count DESC, c.query_norm
+LIMIT $2
+"""
+_GAPS_BOUND_SQL = """
+SELECT count FROM search_zero_queries ORDER BY count DESC, query_norm OFFSET $1 LIMIT 1
+"""
+# Windows up to this many days are ranked from all their rollup rows; longer ones from the
+# all-time top candidates first (their bound is tight there, loose for a short window).
+GAPS_DIRECT_DAYS = 7
+
+
+async def _gap_rows(days: int, limit: int, since: datetime) -> list[dict[str, Any]]:
     db = connections.get("default")
+    if days > GAPS_DIRECT_DAYS:
+        candidates = max(limit, FIRST_PRUNED)
+        while candidates <= MAX_CANDIDATES:
+            rows: list[dict[str, Any]] = await db.execute_query_dict(
+                _GAPS_PRUNED_SQL, [since, limit, candidates]
+            )
+            if _exact(rows, limit, "sessions", await _bound(_GAPS_BOUND_SQL, candidates)):
+                return rows
+            candidates *= 4
+    candidates = max(FIRST_CANDIDATES, limit)
     while True:
-        rows: list[dict[str, Any]] = await db.execute_query_dict(
+        found: list[dict[str, Any]] = await db.execute_query_dict(
             _GAPS_SQL, [since, limit, candidates]
         )
-        next_count = rows[0]["next_count"] if rows else None
-        if next_count is None or int(rows[-1]["sessions"]) > int(next_count):
-            break
+        next_count = found[0]["next_count"] if found else None
+        if next_count is None or int(found[-1]["sessions"]) > int(next_count):
+            return found
         candidates *= 4
+
+
+async def content_gaps(days: int, limit: int, clock: Clock = _now) -> shapes.ContentGaps:
+    since = clock() - timedelta(days=days)
+    rows = await _gap_rows(days, limit, since)
     items = [
         shapes.ContentGap(
             query=r["query_norm"],
