@@ -84,15 +84,48 @@ SELECT day, search_mode, rating, count(*) FROM plans_feedback_keys GROUP BY 1, 2
 ]
 
 
+TOTALS = [
+    (
+        "feedback_queries",
+        """
+INSERT INTO feedback_queries (query_norm, down, up, last_at)
+SELECT query_norm, count(*) FILTER (WHERE rating = 'down'), count(*) FILTER (WHERE rating = 'up'),
+       max(received_at)
+FROM feedback GROUP BY query_norm
+""",
+    ),
+    (
+        "search_zero_queries",
+        """
+INSERT INTO search_zero_queries (query_norm, count, last_at)
+SELECT query_norm, sum(zero_count), max(hour) FROM search_rollups WHERE zero_count > 0
+GROUP BY query_norm
+""",
+    ),
+]
+
+
+async def seed_totals(conn: asyncpg.Connection) -> None:
+    """The all-time totals (kept by the insert and the flush), from the seeded rows."""
+    for table, sql in TOTALS:
+        if await conn.fetchval(f"SELECT count(*) FROM {table}"):
+            continue
+        started = time.perf_counter()
+        await conn.execute(sql)
+        await conn.execute(f"VACUUM (ANALYZE) {table}")
+        print(f"  seeded {table} in {time.perf_counter() - started:.1f} s", flush=True)
+
+
 async def seed_feedback(conn: asyncpg.Connection) -> None:
     present = await conn.fetchval("SELECT count(*) FROM feedback")
     if present == FEEDBACK and not os.environ.get("PLANS_RESEED"):
         print(f"feedback seed present ({FEEDBACK} rows): skipping", flush=True)
+        await seed_totals(conn)
         return
     await conn.execute("SET work_mem = '256MB'; SET maintenance_work_mem = '512MB'")
     await conn.execute(
-        "TRUNCATE feedback, feedback_rollups, feedback_rollup_sessions, feedback_daily"
-        " RESTART IDENTITY"
+        "TRUNCATE feedback, feedback_rollups, feedback_rollup_sessions, feedback_daily,"
+        " feedback_queries RESTART IDENTITY"
     )
     for label, sql in SEED_FEEDBACK:
         started = time.perf_counter()
@@ -102,6 +135,7 @@ async def seed_feedback(conn: asyncpg.Connection) -> None:
     await conn.execute("DROP TABLE plans_feedback_keys")
     for table in ("feedback", "feedback_rollups", "feedback_rollup_sessions", "feedback_daily"):
         await conn.execute(f"VACUUM (ANALYZE) {table}")
+    await seed_totals(conn)
 
 
 def _list_cases(middle: shapes.Cursor) -> list[tuple[str, dict[str, Any]]]:

@@ -16,7 +16,8 @@ VOTES = int(os.environ.get("PLANS_VOTES", 1_000_000))
 EVENTS = int(os.environ.get("PLANS_EVENTS", 5_000_000))
 TABLES = (
     "builds, build_votes, feedback, search_events, search_rollups, search_rollup_sessions, "
-    "flush_log, feedback_rollups, feedback_rollup_sessions, feedback_daily"
+    "flush_log, feedback_rollups, feedback_rollup_sessions, feedback_daily, feedback_queries, "
+    "search_zero_queries"
 )
 # Skewed like a real player base: tanks and clerics are common picks, bards rare.
 ARCHETYPE_MIX = (

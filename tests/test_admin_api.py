@@ -437,7 +437,7 @@ async def test_long_window_content_gaps_pruned_by_all_time_totals(
     so the candidates grow and the answer equals the direct ranking."""
     from service.insights import reports
 
-    monkeypatch.setattr(reports, "FIRST_PRUNED", 1)
+    monkeypatch.setattr(reports, "FIRST_PRUNED", 0)
     one = new_session()
     for _ in range(3):
         await record_search(client, "many searches", one, 0)
@@ -479,7 +479,7 @@ async def test_long_window_patterns_pruned_by_all_time_totals(
     assert [tuple(r) for r in totals] == [("alpha", 2, 2), ("beta", 2, 0), ("gamma", 1, 0)]
     direct = await ok(client, "/admin/feedback/patterns", limit=1)
     monkeypatch.setattr(reports, "DIRECT_MAX_FEEDBACK", 0)
-    monkeypatch.setattr(reports, "FIRST_PRUNED", 1)
+    monkeypatch.setattr(reports, "FIRST_PRUNED", 0)
     pruned = await ok(client, "/admin/feedback/patterns", limit=1)
     assert pruned == direct
     assert [(i["query"], i["down"], i["down_rate"]) for i in pruned["items"]] == [("beta", 2, 1.0)]

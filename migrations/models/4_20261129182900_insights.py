@@ -41,7 +41,6 @@ COMMENT ON TABLE "feedback_queries" IS 'All-time feedback per normalised query, 
     "last_at" TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX IF NOT EXISTS "feedback_rollups_day_idx" ON "feedback_rollups" ("day", "rating");
-CREATE INDEX IF NOT EXISTS "feedback_rollups_query_idx" ON "feedback_rollups" ("query_norm", "day");
 COMMENT ON TABLE "feedback_rollups" IS 'Feedback per (UTC day, mode, normalised query, rating), kept in the insert''s transaction.';
         CREATE TABLE IF NOT EXISTS "search_zero_queries" (
     "id" BIGSERIAL NOT NULL PRIMARY KEY,
@@ -74,8 +73,10 @@ COMMENT ON TABLE "search_zero_queries" IS 'All-time searches without results per
             WHERE rating = 'down' AND comment IS NOT NULL;
         CREATE INDEX IF NOT EXISTS "search_rollups_zero_idx" ON "search_rollups" ("hour")
             WHERE zero_count > 0;
+        CREATE INDEX IF NOT EXISTS "feedback_rollups_query_idx" ON "feedback_rollups" ("query_norm", "day")
+            INCLUDE (rating, count, sessions, last_at);
         CREATE INDEX IF NOT EXISTS "search_rollups_zero_query_idx" ON "search_rollups" ("query_norm", "hour")
-            WHERE zero_count > 0;
+            INCLUDE (search_mode, zero_count) WHERE zero_count > 0;
         UPDATE "feedback"
             SET query_norm = left(btrim(regexp_replace(lower(normalize(query, NFKC)), '\\s+', ' ', 'g')), 500);
         CREATE TEMPORARY TABLE feedback_keys ON COMMIT DROP AS
@@ -105,6 +106,7 @@ async def downgrade(db: BaseDBAsyncClient) -> str:
         DROP INDEX IF EXISTS "search_rollups_zero_idx";
         DROP TABLE IF EXISTS "feedback_rollup_sessions";
         DROP INDEX IF EXISTS "search_rollups_zero_query_idx";
+        DROP INDEX IF EXISTS "feedback_rollups_query_idx";
         DROP INDEX IF EXISTS "feedback_status_idx";
         DROP INDEX IF EXISTS "feedback_mode_idx";
         DROP INDEX IF EXISTS "feedback_rating_idx";
@@ -124,65 +126,64 @@ async def downgrade(db: BaseDBAsyncClient) -> str:
 
 
 MODELS_STATE = (
-    "eJztXXtv2zgS/yqE/9kEcHOp82zvASRtepvbpLk27t6hm4VKS4wtRBa1IhXX1/a73wwl2X"
-    "pbcmxH1goomojkcKgfyeG8xHzrjLnBLLF37pmW0XlNvnVsOmbwS7yiSzrUcebFWCDpwFIt"
-    "B9hEFdGBkC7VJZTeU0swKDKY0F3TkSa3odT2LAsLuQ4NTXs4L/Js8w+PaZIPmRwxFyp++x"
-    "2KTdtgX5nAx2+de5MhI/i9YwrN8QaWqSNb3WVUMkOjEp/UcDTT6CA9++q4TAjgLsIuwxf0"
-    "h63ZbMKEhPZf1UtNHVXZUbTwMurhR5fkc3/kkmk692z55LE43PEs6lYbjOOaY+pONerqI6"
-    "ZISjIL6CoxE0zntrEMuzllJYawnMpywKbVOtctKmAFYDflWPgEVdeKZGPHglVRkknYvBof"
-    "PrGZCyirrkty8mmWYAPjm8ImrcLFJ1nADKmdB03xi0mj2UaCBqpWC3t4M6LuO9UeBcsAdq"
-    "Llje0kjTOVI27PiED6YOmQwchwu0YEFsqjQLKFRb5sggLpemwmlIx5gcHuqWfJiIAbaPOy"
-    "jqa9v+lrtxd9TetUEImwX1CcmrYUCosx/apZzB7KETy+3P/h85mj4bdChr+efXzz89nHnZ"
-    "f7u8iQw87wRfX7oKanqn6oLqik2nyC55CrnxXgDtuvBuqwYI71/ER5BrDLoV0Ed4D3HN/o"
-    "yCrAnCBbCu1g2dYT7N5+KbSxWS7cfmUc7/Q5WQH1TOImrvTjMgv9OH+dHydhz9IYKgCfQ9"
-    "5CXwL6iHpTAfE4VQOBPuiVAPqglws0VsWBVkpqBYjD9g0Ed/WrOGZsxRE+59xi1M4GOUaX"
-    "QHoAhOuCOtQJ1wB1AbTnNzdX2PNYiD8sVXDZT2D86fr8ArBX0EMjU6riy/f9NOAzi6Uy5F"
-    "HKDYI+K9la1OP2WwVhkiJsoEr4qoxC+CpfHXyVFCoxM7Yy2HO65mH9sndaRoL3TvNFONYl"
-    "NBH0inG3ui6SoGse3MeHJdA+PswFG6uSyogE9prwxmmkL22Zp5FEiRIwm75rcx1ye39dIA"
-    "9xBC96Lw9PDk8Pjg9PoYka5azkpAD3tHSOO3lLghonakFNghr3lcdBfQs10hyzArkwo0wg"
-    "awSke+Ev26hUwwsaN7Y1DeRXAa79y+uL2/7Z9b9jisjbs/4F1vRU6TRRupNUwGedkP9c9n"
-    "8m+Eg+37y/UPByIYeu4jhv1/+MruEO9STXbD7RqBHxh4alIWqxWfccY8lZj1O2s173WUdv"
-    "/v1DxLmMBQOqP0yoa2ixmrikFRl2R0D27pePDOyLbFU3GrP8lcttXAI/wkUfloZLAbHjPZ"
-    "6HZrpq3BsnS6hNh+qVkDdySgGWFwEO0VwQBdZms7faUPBvfvfKhvINnSCoGqmYBZg6vxdF"
-    "jnMCtN1QByoV1PLfU3OYa3Jj2ZhWVjTr3BzmqhOZkawMNSLYjvUNZPlqxKte7+DgpLd/cH"
-    "x6dHhycnS6P9Mn0lVFisX55T9Rt4hJtlDZyA9vRdZRahaK3NFRqgb671Zvas/3ZQWcY0TN"
-    "s/rWYmQH8iuF8u2YWtYCy2+zBsr6hctB7+R4Jk7woUiA3F6fXV215smfV1GNzno9Mk2ee3"
-    "7XkGuSsgYSmKcBf8ddZg7tX9hUwX4JQ6R2ZuQsmay4ZXDnKf1KKZ3MVMfYOoO3h3dmfjjh"
-    "zdntm7O3F76ymW1hrdN+eMeYgT11MsyHWV2h9XAfbbWxLFKX6cx8nAnqcgZAOFRtRl0toT"
-    "HOc9bb4iTRWVMHZqFi2qak0lOIr4C931nVNM5Qy1jBAAJndcXEVcwf0XDprWgU2NWypl+U"
-    "X4VzJkHWJjVmHjTdAqsPXtmdVoF8RtDIc71sXmNhYmMq005hBgqWmxGBWoD0jGpzcHc6Gw"
-    "H7qBTWRwVQH6WRBiHlAFOmCdt0HJZhqBQkIWXQNnCRrwX3xGlS3nsUI2sg2mXcGvlOjdIu"
-    "jaLUuhx3RhPQLZMrkJ8qkMoU0Pl4zLIi2gUJGXOSBnrl1nQetq7mDbmak1p9BZddgrT12W"
-    "2Tz25u3pbeXDOKDSqaNptsRtdc8Sls86xM4IIvwXhm/m97QuSeEC57NNkEpM+gknGaIGse"
-    "3mvIjpxDtkT6bzZ183BfT3wyBG+Z0zlGuoLTuWbwb8lhHGLylFSvTQQi3lJT6Tm50Qi/Qb"
-    "dMSEIzZm0XBSY6YffEYS7Z+dR/Qww67RLsvUt803QX1t6IEeGN8YPSnwSsRGYbBJUzQSi5"
-    "ZxPi8olQPQDxXiexftbFIzPrCiqxLuk8D+IkidBKm+hUy0SnYA7T4jYb/KB5kYjdQuOnAF"
-    "WUma17r3XvPT+6K3fvZX6uUiR5m/exygaEb810nw8qYlmg+3wIQ5oldB8MypklM7o7Z5b1"
-    "Ag8Jch9VUTCiRy1TMIOoEF+XPDBHEtNWOoppC+ZKpaJQW0D30JevvXiO45tXMe1nDTzu7A"
-    "Ese4NMTDkik5Gpj4hDpWSuLQh/hN4psbg9hHrb4BPiuJ7NkNp0iU5tw8QjUZAdwdgdMno0"
-    "dbYHLM3hSIo9lznclWI3T8cqSk8Bbuorh0hktGxyQjBvGnbR5qfXVXIUqW31CaLXKEFkLc"
-    "HccJuVX+khRXtKVlnr0U8Aq+Htt2/RXg5tiwq5hM8tQtbAaFjrcFup0vmRW5bnFGmdQYty"
-    "aqerGpdUOwsdYmnNMHCRLVYRK7rensLpzr6zH9hUG1ExIn8n+EOCiob/YHsYO8CGfP9O5q"
-    "c7PiFb/BmwydNAI3m73GW7fyVfgswC8QVYGaYAal2SsJDwexgnlTDo6R7poxsxqAE9mY1g"
-    "uxJTEst8xFchXxJTps373glfqBv2oJ4AjuDzGDKYIiJ39tgcuuqTXuj2AfkpN0qiQ7Jjc3"
-    "Lz8Vq9tgVKyIS/8IUVCS7nwxEvp2f7Lq+q6d/+GtWAuloqclxHQ+ZVWfo9tGp9bQ/ffLU+"
-    "3BTV5iBKtRo16E8zFa0j/AmO8PoYobVy1LY5xZtEuw06tEGH1sAvONhCFTkNey7mUZLGwL"
-    "6yi8laj0nrMVmbx8TyxOiKDztZvpKwrlvoJcFWmhU0W+geubEZZvsonwV+vmFKtL1heNZU"
-    "mrogAyr10WtCictgAaBZjgXEFFCg86GtPBoUzH7xgN+JGWm3yFo4LLbhcy1c1X3m1xafPl"
-    "2+zd67UZrE5vU809hDyvXYWZ2/3Xu2cgMRxQn/O/xHZ/O72L/33N+W0Q2nXr3YqmWPDPsv"
-    "f/7MCZp068zKDiC1xZfKlI1TNvAYathnLDU5lW6VFXmBuzLrYIpWF55NgTU6394lzyc4B1"
-    "wDTgGfvkuoIFTXmRO4iSmZcPcBne6qZ4JrFz3ukqj1rp53cw6mlXVd0ascuQRqgX83BpoW"
-    "0rXu3dqaXu39Es/nJmtdkq1L8tnRXrVLkgkYbOX75ZNkrSqd7xxrP75f98f37XWZudBviY"
-    "2S6zrr1tS5Ut9pXeBLqZXVl5+7FavvlrD7KuVt+b0z/zPEnXT6lJ9WNeKei0lL6pT7QjhY"
-    "/oRhVv5QfcIIFpxaXUykzb9VM1iUpYU9vWAO10d/OTje38/O2NpFR6hNXXSY+gsZ85bu7C"
-    "DnijlCpYkp4/MnQQBN5koC/Kmztyh1S6WYQTc4EDXaaPoWycjeyk61ys/dgrHDSCf8xcAc"
-    "wi6IZl4pBy6YzcBjSJia8HieF5mneWHTiYtuYtvHe6AACFO/CB3CfhniX34CBG4/XMEoOI"
-    "4bxkCiWWBkp89dyWFOwyqdj2G7mVKButxXFwgekkW12HIGfJiehT205vs2mu9tdtazBbHD"
-    "bVdFcQxpWpWx1ipj67JpXTbPjvaKXTZtnlOb57T1eU7/Yy7P8zoWreQ4XWNw3fByVigusa"
-    "ZTdI2ZgCct7Fr5VD7DHOVexJBs0i3hWVGTvtxtDCJ0g+AFB9yTxI8biJybE0LDPLDaBR0H"
-    "3ojXKQfL6ln4bgB1LQNJ3coAi0ZiiH5IHZFzDcNSgfpQkJW/ZyFjUnx52Jr99ZW87V0Lz2"
-    "+etGpz+/1/LYzDbfev1ETbOYOzTx9lKTlBTaFuQ+dt1vk3vyqdun+WI/eJRmT+YfrIXBH8"
-    "ee6yJ2mEpIGep97RUZlci6Oj/GQLrIsLddxUFRAOmjcQ3Zdlb2QvupA9raYoSyON8L9ub9"
-    "7nqSkzkuRxaeqSfCdgAW1jPlYBuAhG7IwMMd25PvtvEu43VzfnycMPOzh/btP9x/8B8dk+"
-    "6Q=="
+    "eJztXW1v2zgS/iuEv2wCuLnUeW3vBUja9Da3SXNt3L1DNwuVlhhbiCxqRSqur+1/vxlKsv"
+    "VuybEdWStgsa1JDod6SA5nHo7Ub50xN5gl9s490zI6r8m3jk3HDP4Sr+iSDnWceTEWSDqw"
+    "VMsBNlFFdCCkS3UJpffUEgyKDCZ013SkyW0otT3LwkKuQ0PTHs6LPNv8w2Oa5EMmR8yFit"
+    "9+h2LTNthXJvDnt869yVAR/L1jCs3xBpapo1rdZVQyQ6MSf6nhaKbRQXn21XGZEKBdhF2G"
+    "D+gPW7PZhAkJ7b+qh5o6qrKjZOFh1I8fXZKv/ZFLpuncs+WTx+Jwx7OoW20wjmuOqTvVqK"
+    "uPmBIpqSyQq6RMMJ3bxjLq5pKVFMJyKqsBm1brXLeogBWA3ZRT4QtUXSuSjR0LVkVJJWHz"
+    "anr4xGYuoKy6LqnJl1lCDYxvCpu0ihZfZIEylHYeNKUvZo1mGwkaqFot7OHNiLrvVHs0LA"
+    "PYiZY3tpMyzlSOuD0TAuuDpUMGI8PtGjFYaI8CyxYW+bYJCqTrsZlRMuYFBrunniUjBm6g"
+    "zcs6mvb+pq/dXvQ1rVPBJMJ+QXNq2lIoLMb0q2YxeyhH8PPl/g9fzxwNvxUq/PXs45ufzz"
+    "7uvNzfRYUcdoZvqt8HNT1V9UN1QSXV5hM8h1z9WQHusP1qoA4L5ljPT5RnALsc2kVwB3jP"
+    "8Y2OrALMCbGl0A6WbT3B7u2XQhub5cLtV8bxTp+TFVDPFG7iSj8us9CP89f5cRL2LI+hAv"
+    "A54i30JaCPuDcVEI9LNRDog14JoA96uUBjVRxo5aRWgDhs30BwV7+KY8FWHOFzzi1G7WyQ"
+    "Y3IJpAcguC6oQ59wDVAXQHt+c3OFPY+F+MNSBZf9BMafrs8vAHsFPTQypSq+fN9PAz6LWC"
+    "pDHpXcIOizkq1FPR6/VTAmKcEGuoSvyjiEr/LdwVdJoxILYyuDPZdrHtYve6dlLHjvNN+E"
+    "Y13CE0FWjLvVfZGEXPPgPj4sgfbxYS7YWJV0RiSo14Q3TiN9acs8jyQqlIDZ9KnNddjt/X"
+    "WBPMQRvOi9PDw5PD04PjyFJmqUs5KTAtzT1jlO8pYENS7UgpoENc6Vx0F9CzXSHLMCuzCT"
+    "TCBrBKJ74V+20amGBzRubGsa2K8CXPuX1xe3/bPrf8cckbdn/Qus6anSaaJ0J+mAzzoh/7"
+    "ns/0zwJ/l88/5CwcuFHLpK47xd/zNSwx3qSa7ZfKJRI8KHhqUharFZ9xxjyVmPS7azXvdZ"
+    "Rzb//iFCLmPBgOoPE+oaWqwmbmlFRtwRiL375SOD+CLb1Y3eWf7K5TYugR/hog9Lw6WA2P"
+    "Eez0MzXTXujZMl1KZD9UioGzWlAMu7AQ7RXHALrM1mb7VXwb/53asYyg90gkvVSMXsgqnz"
+    "e9HNcc4FbTf0gUpdavnPqTnMNbmx7J1W1m3WuTnMdScyb7Iy3IhgO9b3Ist3I171egcHJ7"
+    "39g+PTo8OTk6PT/Zk/ka4qcizOL/+JvkXMsoXORv71VmQdpWahiI6OSjWQv1t9qD3flxVw"
+    "jgk1L+pbS5Ad2K8UyrdjalkLIr/NBijrNy4HvZPjmTnBH0UG5Pb67OqqDU/+vI5qdNbrkW"
+    "ny3PO7hlyTVDSQwDwN+DvuMnNo/8KmCvZLGCK1M2/OksmKWwZ3ntOvnNLJzHWMrTN4enhm"
+    "5l8nvDm7fXP29sJ3NrMjrHXGD+8YM7CnTkb4MKsrjB7uo602lkXqMp2ZjzNDXS4ACIeqza"
+    "SrJTTGdc56W5wkOmvqwCxUTNuUVHoK8RWo9zurmsYZehkrGEBAVldMXMX8EQ2X3opGgV0t"
+    "G/pF9VU4ZxJibVJj5kHTLYj64JHdaRXIZwKNPNfL5jUWJjamMu0UZuBguRk3UAuQnkltDu"
+    "5OZyNgH5XC+qgA6qM00mCkHFDKNGGbjsMyApWCJKQM2QYu8rXgnjhNyrNHMbEGol2G1sgn"
+    "NUpTGkWpdTl0RhPQLZMrkJ8qkMoU0Pl4zLJutAsSMuYiDWTl1nQetlTzhqjmpFdfgbJLiL"
+    "ac3TZxdvPwtvTmmkls0NG02WQzvuaKT2GbZ2UCF7wJxjPzf9sTIveEcNmjySZgfQaVgtOE"
+    "WPPwXkN25ByyJdJ/s6Wbh/t67idD8JY5nWOiKzidawb/lhzGISZPSfXaxEXEW2oqPyf3Ns"
+    "Jv0C1zJaEZs7aLLiY6YffEYS7Z+dR/Qww67RLsvUv80HQX1t6IEeGN8YXSnwSsRGYbBJ0z"
+    "QSi5ZxPi8olQPYDwXiexftalIzPrCiqxLkmeB/ckiauVNtGplolOwRymzW02+EHzIhO7hc"
+    "FPAapoM1t6r6X3nh/dldN7ma+rFFne5r2ssgHjWzPf54O6sSzwfT6EV5olfB+8lDNLZnR3"
+    "zizrBR4S5D7qouCNHrVMwQyirvi65IE5kpi28lFMWzBXKheF2gK6h75878VzHD+8ink/a9"
+    "BxZw9g2RtkYsoRmYxMfUQcKiVzbUH4I/ROicXtIdTbBp8Qx/VshtKmS3RqGyYeiYLsCMbu"
+    "UNGjqbM9UGkOR1LsuczhrhS7eT5WUXoKaFNvOURuRssmJwTzpmEXbX56XS1HkdtWn0v0Gi"
+    "WIrOUyN9xm5Vd6KNGeklXWevQVwGp4++1btJdD26JCLsG5RcQaeBvWEm4rdTo/csvynCKv"
+    "M2hRzu10VeOSbmchIZb2DAOKbLGLWJF6e4qmO/vOfmBTbUTFiPyd4B8SXDT8D7aHsQNqyP"
+    "fvZH664y9Ui38GavI80EjeLnfZ7l/JlyCzQHwBVYYpQFqXJCwk/B7GSSUMerpH+kgjBjXg"
+    "J7MRbFdiSmKZj/go5EtiyrR53zvhA3XDHtQvgCN4PYYMpojInT02h656pRe6fUB9ikZJdE"
+    "h2bE5uPl6rx7bACZnwF76xIsHH+XDEy/nZPuVVNf3bX6MaSLcedn3PwXwPO1yf1eYgKrUa"
+    "j+RPMxUtJ/0ETro+8WCtONM2vXeTaLf8f8v/t7F2wcEWeqtp2HMxj4o0BvaVfSOsJS9a8m"
+    "Jt5IXlidEVH3ayaIuwrltIWGArzQqaLWQqbmyGiTeKPsA3KUyJYTAMz5pKUxdkQKU+ek0o"
+    "cRksAIyQsYCYAgp0PrQVuUAhAhcP+MqWkWYo1qJhcTidG+Gq7jNffPj06fJt9t6NyiQ2r+"
+    "eZxh5KrifO6vzt3rMVI0OUJvzf4T86m9/F/ifI/W0Z3XDq0YujWvbIsP/y589coEkfgFnZ"
+    "AaS2+FJJq3HJBh5DDXujpCan0q2KIi9wV2YdTNHqwrMpiEbn27vk+QTngGvAKeDLdwkVhO"
+    "o6cwLGlpIJdx+Q/1Y9E1y7SH5Lota7+r2bczCtrOuKBG/ke0wL2N0YaFoo19K7tQ292k89"
+    "PB9N1lKSLSX57GivmpJkAgZb+VPvSbHWlc4nx9r34Nf9Hnz75cpc6LckRsmlzro1JVfqO6"
+    "0LuJRaRX35aVSx+m6JuK9SCpXfO/PfCNxJZzL5GU4j7rmYP6ROuS+EQ+RPGCbID9XbhBDB"
+    "qdXFRDr8W7WCRQlT2NML5nB99JeD4/397OSpXSRCbeoiYeovZEwhurOD9CfmCJWxpYLPnw"
+    "QBNJkrCeinzt6iLCqV7QXd4EDUaKOZVCQjkSo76yk/jQrGDiOd8BcDcwi7IJoEpQhcCJtB"
+    "x5AwNeHxlCsyz7jCphMXaWLbx3ugAAizsAgdwn4Z4j/CBAjcfriCUXAcN4yBRBOyyE6fu5"
+    "LDnIZVOh/DdjOlAnW5FyAQPBSLerHlAvgwOQt7aMP3bQzf2+ysZ7vEDrddFccxlGldxlq7"
+    "jC1l01I2z472iimbNs+pzXPa+jyn/zGX57GORSs5LtcYXDe8nBWKS6zplFxjJuBJC7tWnM"
+    "pnmKPcbyIkm3RLMCtq0pf7MIIIaRD81gD3JPHvDUTORwzCwDyI2gUdB2zE6xTBsnoVPg2g"
+    "vpBAUh9IgEUj8Yp+SB2R80WEpS7qQ0NW/pMHGZPi28M27K+v5W0/e/D84UnrNrev4tciON"
+    "x2fqUm3s4ZnH36KMvJCWoKfRs6b7POf36r0qn7ZzlynxhE5h+mj8wVwb+UXfYkjYg0kHnq"
+    "HR2VybU4OspPtsC6uFHHTVUB4aB5A9F9Wfbj6EXfRk+7KSrSSCP8r9ub93luykwkeVyaui"
+    "TfCURA25iPVQAughE7I0NMd67P/puE+83VzXny8MMOzp87dP/xf/x9GTE="
 )

@@ -18,7 +18,7 @@ from service.contract.gamedata import SEARCH_MODES
 
 Clock = Callable[[], datetime]
 SAMPLE_COMMENTS = 3
-FIRST_CANDIDATES = 200
+FIRST_CANDIDATES = 50
 
 
 def _now() -> datetime:
@@ -63,44 +63,46 @@ async def summary(days: int, clock: Clock = _now) -> shapes.Summary:
     )
 
 
-# Ranked by thumbs-down, then down rate, then query text (stable). Sessions: distinct sessions
-# that gave the query a thumbs-down in the window; comments: the latest thumbs-down comments.
-# {rows} is where the window's rollup rows come from: all of them (a short window), or only
-# those of the candidates with the most thumbs-down of all time ($5 of them, a long window).
+# Ranked by thumbs-down, then down rate, then query text (stable). Sessions: the thumbs-down
+# rollup rows' distinct sessions summed (a session counts once per UTC day and mode: exact
+# distinct counts over a long window cost O(sessions), see bench/results/plans.md); comments:
+# the latest thumbs-down comments. {rows} is where the window's rollup rows come from: all of
+# them (a short window), or only those of the candidates with the most thumbs-down of all
+# time ($5 of them, a long window; covering index feedback_rollups_query_idx).
 _PATTERNS_SQL = """
-WITH w AS MATERIALIZED ({rows}), agg AS (
+WITH agg AS (
     SELECT query_norm,
            coalesce(sum(count) FILTER (WHERE rating = 'down'), 0)::bigint AS down,
            coalesce(sum(count) FILTER (WHERE rating = 'up'), 0)::bigint AS up,
+           coalesce(sum(sessions) FILTER (WHERE rating = 'down'), 0)::bigint AS sessions,
            max(last_at) AS last_at
-    FROM w GROUP BY query_norm
+    FROM ({rows}) w GROUP BY query_norm
 ), top AS (
     SELECT * FROM agg WHERE down > 0
     ORDER BY down DESC, down::float8 / (down + up) DESC, query_norm LIMIT $2
-), sessions AS (
-    SELECT w.query_norm, count(DISTINCT s.session_hash)::bigint AS sessions
-    FROM top t JOIN w ON w.query_norm = t.query_norm AND w.rating = 'down'
-    JOIN feedback_rollup_sessions s ON s.key_hash = w.key_hash
-    GROUP BY w.query_norm
 )
-SELECT t.query_norm, t.down, t.up, t.last_at, coalesce(s.sessions, 0) AS sessions,
+SELECT t.query_norm, t.down, t.up, t.last_at, t.sessions,
        ARRAY(SELECT f.comment FROM feedback f
              WHERE f.query_norm = t.query_norm AND f.rating = 'down'
                AND f.comment IS NOT NULL AND f.received_at >= $3
              ORDER BY f.received_at DESC LIMIT $4) AS comments
-FROM top t LEFT JOIN sessions s USING (query_norm)
+FROM top t
 ORDER BY t.down DESC, t.down::float8 / (t.down + t.up) DESC, t.query_norm
 """
 _PATTERNS_DIRECT_SQL = _PATTERNS_SQL.format(
-    rows="SELECT key_hash, query_norm, rating, count, last_at FROM feedback_rollups"
+    rows="SELECT query_norm, rating, count, sessions, last_at FROM feedback_rollups"
     " WHERE day >= $1",
 )
 _PATTERNS_PRUNED_SQL = _PATTERNS_SQL.format(
     rows="""
-    SELECT r.key_hash, r.query_norm, r.rating, r.count, r.last_at
+    SELECT r.query_norm, r.rating, r.count, r.sessions, r.last_at
     FROM (SELECT query_norm FROM feedback_queries WHERE down > 0
           ORDER BY down DESC, query_norm LIMIT $5) c
-    JOIN feedback_rollups r ON r.query_norm = c.query_norm AND r.day >= $1""",
+    -- ORDER BY day: read in index order (an index-only scan of the covering index; the
+    -- planner's per-query row estimate is far too low and would pick a bitmap heap scan)
+    CROSS JOIN LATERAL (
+        SELECT query_norm, rating, count, sessions, last_at FROM feedback_rollups
+        WHERE query_norm = c.query_norm AND day >= $1 ORDER BY day) r""",
 )
 # The all-time thumbs-down of the best query left out of $1 candidates (None: none left).
 _PATTERNS_BOUND_SQL = """
@@ -110,7 +112,7 @@ _WINDOW_SIZE_SQL = "SELECT coalesce(sum(count), 0)::bigint AS n FROM feedback_da
 # A window with at most this much feedback is ranked from all its rollup rows (a few ms);
 # above it, from the rollup rows of the all-time top candidates only.
 DIRECT_MAX_FEEDBACK = 20_000
-FIRST_PRUNED = 50  # candidates of the first pruned try; x4 per retry up to MAX_CANDIDATES
+FIRST_PRUNED = 10  # extra candidates of the first pruned try; x4 per retry up to MAX_CANDIDATES
 MAX_CANDIDATES = 5_000
 
 
@@ -130,7 +132,7 @@ async def _pattern_rows(start: date, since: datetime, limit: int) -> list[dict[s
     window = await db.execute_query_dict(_WINDOW_SIZE_SQL, [start])
     args: list[Any] = [start, limit, since, SAMPLE_COMMENTS]
     if int(window[0]["n"]) > DIRECT_MAX_FEEDBACK:
-        candidates = max(limit, FIRST_PRUNED)
+        candidates = limit + FIRST_PRUNED
         while candidates <= MAX_CANDIDATES:
             rows: list[dict[str, Any]] = await db.execute_query_dict(
                 _PATTERNS_PRUNED_SQL, [*args, candidates]
@@ -197,8 +199,11 @@ _GAPS_PRUNED_SQL = """
 WITH keys AS MATERIALIZED (
     SELECT r.hour, r.query_norm, r.search_mode, r.zero_count
     FROM (SELECT query_norm FROM search_zero_queries ORDER BY count DESC, query_norm LIMIT $3) c
-    JOIN search_rollups r ON r.query_norm = c.query_norm AND r.zero_count > 0
-        AND r.hour >= date_trunc('hour', $1::timestamptz)
+    CROSS JOIN LATERAL (
+        SELECT hour, query_norm, search_mode, zero_count FROM search_rollups
+        WHERE query_norm = c.query_norm AND zero_count > 0
+          AND hour >= date_trunc('hour', $1::timestamptz)
+        ORDER BY hour) r
 ), counts AS MATERIALIZED (
     SELECT query_norm, sum(zero_count)::bigint AS count, max(hour) AS last_at
     FROM keys GROUP BY query_norm
@@ -226,7 +231,7 @@ GAPS_DIRECT_DAYS = 7
 async def _gap_rows(days: int, limit: int, since: datetime) -> list[dict[str, Any]]:
     db = connections.get("default")
     if days > GAPS_DIRECT_DAYS:
-        candidates = max(limit, FIRST_PRUNED)
+        candidates = limit + FIRST_PRUNED
         while candidates <= MAX_CANDIDATES:
             rows: list[dict[str, Any]] = await db.execute_query_dict(
                 _GAPS_PRUNED_SQL, [since, limit, candidates]
