@@ -82,11 +82,13 @@ def main() -> None:
             sampler.start()
             started = time.perf_counter()
             size = lines = 0
+            tail = b""  # a CRLF may straddle two chunks
             with client.stream("GET", "/api/v1/admin/feedback/export.csv", headers=auth) as r:
                 assert r.status_code == 200
                 for chunk in r.iter_bytes():
                     size += len(chunk)
-                    lines += chunk.count(b"\r\n")
+                    lines += (tail + chunk).count(b"\r\n")
+                    tail = chunk[-1:]
             elapsed = time.perf_counter() - started
             sampler.running = False
             sampler.join()
