@@ -20,13 +20,22 @@ VIEW_LOCK_TTL_S = 30  # one rebuild per view in the cluster at a time
 # the time the set was built (and keeps an empty ranking distinguishable from a miss).
 POPULAR_TOP_N = 50  # the largest `limit` the API accepts
 POPULAR_BUILT_MARKER = "\x00built"
+# Queries an admin has hidden (a set rebuilt from Postgres on every change, VIEW_KEEP_S TTL;
+# the marker member tells an empty set from a missing one).
+HIDDEN_QUERIES = f"{PREFIX}:hidden-queries"
+HIDDEN_BUILT_MARKER = "\x00built"
 
 # Rating summary per build: absolute rating_sum / vote_count from Postgres after each commit.
 RATING_TTL_S = 7 * 24 * 3600
 
+# Periodic tally check (aggregators/tallies.py): the worker that SETs this (NX, PX = the
+# check interval) runs the cluster's check for that interval.
+TALLY_CHECK_LEASE = f"{PREFIX}:lease:tally-check"
+
 
 def popular_queries(days: int, mode: str | None) -> str:
-    return f"{PREFIX}:popular-queries:{days}d:{mode or 'all'}"
+    # v2: members carry the count, scores the sources and sessions (issue 17).
+    return f"{PREFIX}:popular-queries:v2:{days}d:{mode or 'all'}"
 
 
 def temporary(key: str, token: str) -> str:

@@ -1,16 +1,22 @@
 """Popular search queries: Valkey top-N sets rebuilt from Postgres rollups (a CachedView).
 
-Ranking: distinct sessions, then count, then query text. Each (days, mode) view is a sorted
-set of the top POPULAR_TOP_N keys with score = sessions * 2**32 + count, built into a temp
+Ranking: distinct source networks (sessions are free to invent, networks are not), then
+distinct sessions, then count, then query text. Queries an admin has hidden (hidden_queries)
+never appear: the ranking leaves them out, and every read drops those in the hidden set
+(Valkey, rebuilt from Postgres on each change), so a copy built before a hide never shows
+one. Each (days, mode) view is a sorted set of the top POPULAR_TOP_N keys with member
+mode + SEP + count + SEP + query and score = sources * 2**32 + sessions, built into a temp
 key and RENAMEd over the live one; the marker member's score is when it was built.
 
-The ranking counts distinct sessions only for the queries with the most searches (sessions
-can never exceed searches): if the last of the top N has more sessions than the best query
-left out has searches, the answer is exact; otherwise the candidate set grows and it reruns.
+The ranking counts distinct networks and sessions only for the queries with the most
+searches (neither can exceed searches): if the last of the top N has more networks than the
+best query left out has searches, the answer is exact; otherwise the candidate set grows
+and it reruns.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,6 +28,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from aggregators import keys
 from aggregators.views import CachedView, Snapshot
 
+log = logging.getLogger("myashes.aggregators.popular")
 SCORE_SHIFT = 2**32
 SEPARATOR = "\x1f"
 FIRST_CANDIDATES = 200
@@ -33,6 +40,7 @@ class Ranked:
     search_mode: str
     count: int
     sessions: int
+    sources: int = 0
 
 
 _RANKING_SQL = """
@@ -41,6 +49,7 @@ WITH keys AS MATERIALIZED (
     FROM search_rollups
     WHERE hour >= date_trunc('hour', $1::timestamptz)
       AND ($2::text IS NULL OR search_mode = $2)
+      AND NOT EXISTS (SELECT 1 FROM hidden_queries h WHERE h.query_norm = search_rollups.query_norm)
 ), counts AS MATERIALIZED (
     SELECT query_norm, search_mode, sum(count)::bigint AS count
     FROM keys GROUP BY query_norm, search_mode
@@ -52,24 +61,53 @@ WITH keys AS MATERIALIZED (
     JOIN keys k USING (query_norm, search_mode)
     JOIN search_rollup_sessions s ON s.key_hash = k.key_hash
     GROUP BY c.query_norm, c.search_mode
+), sources AS (
+    SELECT c.query_norm, c.search_mode, count(DISTINCT n.source_hash)::bigint AS sources
+    FROM candidates c
+    JOIN keys k USING (query_norm, search_mode)
+    JOIN search_rollup_sources n ON n.key_hash = k.key_hash
+    GROUP BY c.query_norm, c.search_mode
 )
 SELECT c.query_norm, c.search_mode, c.count, coalesce(s.sessions, 0) AS sessions,
+       coalesce(n.sources, 0) AS sources,
        (SELECT count FROM counts ORDER BY count DESC OFFSET $4 LIMIT 1) AS next_count
 FROM candidates c LEFT JOIN sessions s USING (query_norm, search_mode)
-ORDER BY sessions DESC, c.count DESC, c.query_norm ASC, c.search_mode ASC
+    LEFT JOIN sources n USING (query_norm, search_mode)
+ORDER BY sources DESC, sessions DESC, c.count DESC, c.query_norm ASC, c.search_mode ASC
 LIMIT $3
+"""
+_HIDDEN_SQL = "SELECT query_norm FROM hidden_queries"
+_HIDE_SQL = """
+INSERT INTO hidden_queries (query_norm, hidden_by, hidden_at) VALUES ($1, $2, now())
+ON CONFLICT (query_norm) DO NOTHING
+"""
+_HIDDEN_ONE_SQL = (
+    "SELECT query_norm, hidden_by, hidden_at FROM hidden_queries WHERE query_norm = $1"
+)
+_UNHIDE_SQL = "DELETE FROM hidden_queries WHERE query_norm = $1"
+_HIDDEN_PAGE_SQL = """
+SELECT query_norm, hidden_by, hidden_at FROM hidden_queries
+WHERE $1::text IS NULL OR query_norm > $1
+ORDER BY query_norm LIMIT $2
 """
 
 
-def _order(row: Ranked) -> tuple[int, int, str, str]:
-    return (-row.sessions, -row.count, row.query, row.search_mode)
+def _order(row: Ranked) -> tuple[int, int, int, str, str]:
+    return (-row.sources, -row.sessions, -row.count, row.query, row.search_mode)
 
 
 def _exact(rows: list[Ranked], next_count: int | None) -> bool:
     """True if no query outside the candidates can enter the top N."""
     if next_count is None or len(rows) < keys.POPULAR_TOP_N:
         return True  # every query of the window was a candidate
-    return rows[-1].sessions > next_count
+    return rows[-1].sources > next_count
+
+
+@dataclass(frozen=True, slots=True)
+class Hidden:
+    query: str
+    hidden_by: str
+    hidden_at: datetime
 
 
 class PopularQueries:
@@ -107,7 +145,13 @@ class PopularQueries:
                 _RANKING_SQL, [since, mode, keys.POPULAR_TOP_N, candidates]
             )
             rows = [
-                Ranked(r["query_norm"], r["search_mode"], int(r["count"]), int(r["sessions"]))
+                Ranked(
+                    r["query_norm"],
+                    r["search_mode"],
+                    int(r["count"]),
+                    int(r["sessions"]),
+                    int(r["sources"]),
+                )
                 for r in found
             ]
             next_count = found[0]["next_count"] if found else None
@@ -115,18 +159,59 @@ class PopularQueries:
                 return rows
             candidates *= 4
 
+    # ---- hidden queries (admin) ---------------------------------------------------------
+
+    async def hide(self, query_norm: str, hidden_by: str) -> Hidden:
+        """Hide a normalised query (idempotent: the first hide's who and when stay)."""
+        await self._db.execute_query(_HIDE_SQL, [query_norm, hidden_by])
+        rows = await self._db.execute_query_dict(_HIDDEN_ONE_SQL, [query_norm])
+        await self.refresh_hidden()
+        return _hidden(rows[0])
+
+    async def unhide(self, query_norm: str) -> None:
+        await self._db.execute_query(_UNHIDE_SQL, [query_norm])
+        await self.refresh_hidden()
+
+    async def hidden_page(self, after: str | None, limit: int) -> list[Hidden]:
+        """Hidden queries in text order, after the cursor `after` (a query), `limit` of them."""
+        rows = await self._db.execute_query_dict(_HIDDEN_PAGE_SQL, [after, limit])
+        return [_hidden(r) for r in rows]
+
+    async def refresh_hidden(self) -> set[str]:
+        """The hidden set in Valkey, rebuilt from Postgres (absolute; marker = built)."""
+        rows = await self._db.execute_query_dict(_HIDDEN_SQL)
+        hidden = {r["query_norm"] for r in rows}
+        tmp = keys.temporary(keys.HIDDEN_QUERIES, secrets.token_hex(4))
+        async with self._valkey.pipeline(transaction=True) as pipe:
+            pipe.sadd(tmp, keys.HIDDEN_BUILT_MARKER, *hidden)
+            pipe.expire(tmp, keys.VIEW_KEEP_S)
+            pipe.rename(tmp, keys.HIDDEN_QUERIES)
+            await pipe.execute()
+        return hidden
+
+    # ---- the view's copies in Valkey ------------------------------------------------------
+
     async def _load(self, key: str) -> Snapshot[list[Ranked]] | None:
-        entries: list[Any] = await self._valkey.zrange(key, 0, -1, withscores=True)
+        async with self._valkey.pipeline(transaction=False) as pipe:
+            pipe.zrange(key, 0, -1, withscores=True)
+            pipe.smembers(keys.HIDDEN_QUERIES)
+            entries, members = await pipe.execute()
+        hidden = {_text(m) for m in members}
+        if keys.HIDDEN_BUILT_MARKER not in hidden:  # expired or evicted: from Postgres
+            hidden = await self.refresh_hidden()
         built_at: float | None = None
         rows = []
         for member, score in entries:  # (member, score) pairs: withscores=True
-            text = member.decode() if isinstance(member, bytes) else str(member)
+            text = _text(member)
             if text == keys.POPULAR_BUILT_MARKER:
                 built_at = float(score)
                 continue
-            search_mode, _, query = text.partition(SEPARATOR)
-            sessions, count = divmod(int(score), SCORE_SHIFT)
-            rows.append(Ranked(query, search_mode, count, sessions))
+            search_mode, _, rest = text.partition(SEPARATOR)
+            count, _, query = rest.partition(SEPARATOR)
+            if query in hidden:  # hidden after this copy was built
+                continue
+            sources, sessions = divmod(int(score), SCORE_SHIFT)
+            rows.append(Ranked(query, search_mode, int(count), sessions, sources))
         if built_at is None:
             return None
         return Snapshot(sorted(rows, key=_order), built_at)
@@ -134,8 +219,8 @@ class PopularQueries:
     async def _store(self, key: str, snapshot: Snapshot[list[Ranked]]) -> None:
         members: dict[str, float] = {keys.POPULAR_BUILT_MARKER: snapshot.built_at}
         for row in snapshot.value:
-            members[f"{row.search_mode}{SEPARATOR}{row.query}"] = float(
-                min(row.sessions, 2**20) * SCORE_SHIFT + min(row.count, SCORE_SHIFT - 1)
+            members[f"{row.search_mode}{SEPARATOR}{row.count}{SEPARATOR}{row.query}"] = float(
+                min(row.sources, 2**20) * SCORE_SHIFT + min(row.sessions, SCORE_SHIFT - 1)
             )
         tmp = keys.temporary(key, secrets.token_hex(4))
         async with self._valkey.pipeline(transaction=True) as pipe:
@@ -143,3 +228,17 @@ class PopularQueries:
             pipe.expire(tmp, keys.VIEW_KEEP_S)
             pipe.rename(tmp, key)
             await pipe.execute()
+        # Keep the hidden set alive while views are rebuilt (Postgres just answered): reads
+        # then never need Postgres for it, not even when Postgres is down later.
+        try:
+            await self.refresh_hidden()
+        except Exception as exc:  # the set stays as it was; a missing one is rebuilt on read
+            log.warning("hidden queries set not refreshed: %s", exc)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _hidden(row: dict[str, Any]) -> Hidden:
+    return Hidden(row["query_norm"], row["hidden_by"], row["hidden_at"])

@@ -1,8 +1,9 @@
 """SearchAggregator: buffered search events -> raw rows + hourly rollups, idempotent per batch.
 
 One flush = BEGIN, flush_log insert, COPY of the raw rows, one statement for the distinct
-session rows and the rollup upsert (keys sorted, pre-aggregated in Python), when the batch has
-searches without results one upsert of their all-time totals per query, COMMIT. A batch
+session and source-network rows and the rollup upsert (keys sorted, pre-aggregated in
+Python), when the batch has searches without results one upsert of their all-time totals per
+query, COMMIT. A batch
 keeps its id across retries; if its flush_log row already exists, the commit happened and
 the batch is skipped, so a retry never counts twice.
 """
@@ -43,6 +44,8 @@ class SearchEvent(NamedTuple):
     result_count: int
     session_id: str
     at: float  # time.time() at acceptance: rollups bucket by event time
+    # The client's network (IPv4 /24, IPv6 /48): rollups keep distinct networks per key.
+    source_network: str = ""
 
 
 @dataclass(frozen=True)
@@ -57,9 +60,10 @@ ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id
 """
 
 # $1..$4: (hour, query_norm, mode, session) of every event; $5..$8: event count per
-# (hour, query_norm, mode). Hours are epoch hours (UTC). Hashed keys keep the unique indexes
-# narrow; rows are inserted in key order so concurrent flushes cannot deadlock.
-# Content gaps: $9 = the event found nothing (result_count = 0), $10 = such events per key;
+# (hour, query_norm, mode); $9: every event's source network. Hours are epoch hours (UTC).
+# Hashed keys keep the unique indexes narrow; rows are inserted in key order so concurrent
+# flushes cannot deadlock.
+# Content gaps: $10 = the event found nothing (result_count = 0), $11 = such events per key;
 # their sessions are also kept under the key's zero key (the key's text with E'\\x1f0'
 # appended; the content-gaps query in service/insights computes it the same way).
 _ROLLUP_SQL = """
@@ -67,27 +71,40 @@ WITH new_sessions AS (
     INSERT INTO search_rollup_sessions (key_hash, session_hash)
     SELECT DISTINCT hashtextextended(h::text || E'\\x1f' || q || E'\\x1f' || m || x, 0),
            hashtextextended(s, 0)
-    FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $9::bool[]) AS t(h, q, m, s, z)
+    FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $10::bool[]) AS t(h, q, m, s, z)
     CROSS JOIN LATERAL unnest(CASE WHEN z THEN ARRAY['', E'\\x1f0'] ELSE ARRAY[''] END) AS x(x)
     ORDER BY 1, 2
     ON CONFLICT (key_hash, session_hash) DO NOTHING
     RETURNING key_hash
 ), session_counts AS (
     SELECT key_hash, count(*) AS n FROM new_sessions GROUP BY key_hash
+), new_sources AS (
+    INSERT INTO search_rollup_sources (key_hash, source_hash)
+    SELECT DISTINCT hashtextextended(h::text || E'\\x1f' || q || E'\\x1f' || m, 0),
+           hashtextextended(n, 0)
+    FROM unnest($1::int8[], $2::text[], $3::text[], $9::text[]) AS t(h, q, m, n)
+    ORDER BY 1, 2
+    ON CONFLICT (key_hash, source_hash) DO NOTHING
+    RETURNING key_hash
+), source_counts AS (
+    SELECT key_hash, count(*) AS n FROM new_sources GROUP BY key_hash
 ), counts AS (
     SELECT hashtextextended(h::text || E'\\x1f' || q || E'\\x1f' || m, 0) AS key_hash,
            hashtextextended(h::text || E'\\x1f' || q || E'\\x1f' || m || E'\\x1f0', 0) AS zero_key,
            to_timestamp(h * 3600) AS hour, q, m, n, zn
-    FROM unnest($5::int8[], $6::text[], $7::text[], $8::int8[], $10::int8[]) AS t(h, q, m, n, zn)
+    FROM unnest($5::int8[], $6::text[], $7::text[], $8::int8[], $11::int8[]) AS t(h, q, m, n, zn)
 )
 INSERT INTO search_rollups AS r (key_hash, hour, query_norm, search_mode, count, sessions,
-                                 zero_count, zero_sessions)
-SELECT c.key_hash, c.hour, c.q, c.m, c.n, coalesce(s.n, 0), c.zn, coalesce(z.n, 0)
+                                 sources, zero_count, zero_sessions)
+SELECT c.key_hash, c.hour, c.q, c.m, c.n, coalesce(s.n, 0), coalesce(n.n, 0), c.zn,
+       coalesce(z.n, 0)
 FROM counts c LEFT JOIN session_counts s USING (key_hash)
-LEFT JOIN session_counts z ON z.key_hash = c.zero_key
+    LEFT JOIN source_counts n USING (key_hash)
+    LEFT JOIN session_counts z ON z.key_hash = c.zero_key
 ORDER BY c.key_hash
 ON CONFLICT (key_hash) DO UPDATE
     SET count = r.count + excluded.count, sessions = r.sessions + excluded.sessions,
+        sources = r.sources + excluded.sources,
         zero_count = r.zero_count + excluded.zero_count,
         zero_sessions = r.zero_sessions + excluded.zero_sessions
 """
@@ -114,8 +131,8 @@ def _zero_totals_args(events: list[SearchEvent]) -> list[list[str] | list[int]] 
 
 
 def _rollup_args(events: list[SearchEvent]) -> list[list[int] | list[str] | list[bool]]:
-    """Columns for _ROLLUP_SQL: every event's key, session and zero-result flag, and event
-    counts (all, and with zero results) per key."""
+    """Columns for _ROLLUP_SQL: every event's key and session, event counts per key, every
+    event's source network, and the zero-result flags and counts (content gaps)."""
     hours = [int(e.at // 3600) for e in events]
     queries = [e.query_norm for e in events]
     modes = [e.search_mode for e in events]
@@ -135,6 +152,7 @@ def _rollup_args(events: list[SearchEvent]) -> list[list[int] | list[str] | list
         [k[1] for k in keys],
         [k[2] for k in keys],
         list(counts.values()),
+        [e.source_network for e in events],
         zero,
         [zero_counts[k] for k in keys],
     ]

@@ -11,7 +11,8 @@ Database: PLANS_DATABASE_URL (it is TRUNCATEd: use a scratch database), else the
 cluster under .data/pg, database myashes_plans. Reseeds only when the row counts differ
 (PLANS_RESEED=1 forces). Scale: PLANS_BUILDS, PLANS_VOTES, PLANS_EVENTS; PLANS_RUNS (200);
 PLANS_FEEDBACK (1M); PLANS_GROUPS=list,one,popular_builds,popular_queries,proposal,votes,
-search_flush,admin picks groups; PLANS_OUTPUT names the file under bench/results (plans.md).
+search_flush,admin picks groups; PLANS_LIST_ONLY=search= keeps the list cases whose filter label
+contains that text; PLANS_OUTPUT names the file under bench/results (plans.md).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import msgspec
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -39,13 +41,14 @@ from bench.plans_capture import (  # noqa: E402
     capture_votes,
     first_line,
     measure,
+    rejected,
 )
 from bench.plans_seed import BUILDS, seed  # noqa: E402
 from service.builds import popular as popular_builds  # noqa: E402
 from service.builds import queries as build_queries  # noqa: E402
 from service.builds import store as builds  # noqa: E402
 from service.contract import schemas  # noqa: E402
-from service.contract.errors import BuildNotFound  # noqa: E402
+from service.contract.errors import BuildNotFound, ValidationFailed  # noqa: E402
 from service.runtime import db  # noqa: E402
 
 RUNS = int(os.environ.get("PLANS_RUNS", 200))
@@ -62,6 +65,17 @@ LIST_FILTERS: list[tuple[str, dict[str, Any]]] = [
     ("is_template=false", {"is_template": False}),
     ("search=guardian", {"search": "guardian"}),
     ("search=sieges", {"search": "sieges"}),
+    # Issue 17: short, punctuation-heavy and very common terms (the review's attacks).
+    ("search=%% (short)", {"search": "%%"}),
+    ("search=ab (short)", {"search": "ab"}),
+    ("search=zzq (rare, 3 letters)", {"search": "zzq"}),
+    ("search=%%%%%% (punctuation)", {"search": "%%%%%%"}),
+    ("search=a.b.c (punctuation)", {"search": "a.b.c"}),
+    ("search=--tank-- (punctuation)", {"search": "--tank--"}),
+    ("search=with (common: 90% of rows)", {"search": "with"}),
+    ("search=tank (common)", {"search": "tank"}),
+    ("search=iron (common: 1 in 8 names)", {"search": "iron"}),
+    ("search=with raids (common words, rare phrase)", {"search": "with raids"}),
     (
         "primary=bard & secondary=summoner & race=pyrai",
         {"primary_archetype": "bard", "secondary_archetype": "summoner", "race": "pyrai"},
@@ -108,21 +122,35 @@ class Plans:
 
     async def list(self) -> None:
         print("list (GET /builds: count + page; timing = build_queries.list_builds())")
+        only = os.environ.get("PLANS_LIST_ONLY")  # e.g. "search=": filters whose label has it
         cases = [
             (f"{name}, sort={sort}", {**f, "sort": sort})
             for name, f in LIST_FILTERS
             for sort in SORTS
+            if not only or only in name
         ]
         cases += [
             (f"no filter, sort={s}, page={p}", {"sort": s, "page": p})
             for p in DEEP_PAGES
             for s in ("newest", "rating")
+            if not only
         ]
         for label, params in cases:
-            q = schemas.BuildListQuery(**params)
+            try:  # what the API does with the query string: parse, then check()
+                q = msgspec.convert(params, schemas.BuildListQuery)
+                q.check()
+            except (msgspec.ValidationError, ValidationFailed) as exc:
+                rejected(self.rows, "list", label, str(exc))
+                continue
             run = lambda q=q: build_queries.list_builds(q)  # noqa: E731
-            statements = await self.recorder.capture(run)
-            await measure(self.conn, self.rows, "list", label, statements, run, RUNS)
+            setup = None
+            if q.search is None:
+                statements = await self.recorder.capture(run)
+            else:  # its own transaction on a raw connection, after SEARCH_SETTINGS
+                count_sql, page_sql, values = build_queries.list_statements(q)
+                statements = [(count_sql, values[:-2]), (page_sql, values)]
+                setup = build_queries.SEARCH_SETTINGS
+            await measure(self.conn, self.rows, "list", label, statements, run, RUNS, setup=setup)
 
     async def one(self) -> None:
         print("GET /builds/{id}")
@@ -142,10 +170,16 @@ class Plans:
         for period in ("day", "week", "month", "all"):
             for include in (False, True):
                 pq = schemas.PopularBuildsQuery(period=period, limit=5, include_templates=include)
-                run = lambda pq=pq: popular_builds.rank(pq.period, pq.include_templates, pq.limit)  # noqa: E731
+                run = lambda pq=pq: popular_builds.rank(pq.period, pq.include_templates)  # noqa: E731
                 statements = await self.recorder.capture(run)
-                label = f"period={period}, include_templates={str(include).lower()}"
-                await measure(self.conn, self.rows, "popular builds", label, statements, run, RUNS)
+                label = f"view rebuild: period={period}, include_templates={str(include).lower()}"
+                runs = max(3, RUNS // 10)  # once per VIEW_REFRESH_AFTER_S in the cluster
+                await measure(self.conn, self.rows, "popular builds", label, statements, run, runs)
+        ranked = await popular_builds.rank("week", False)
+        read = lambda: popular_builds.current(ranked, 5)  # noqa: E731
+        statements = await self.recorder.capture(read)
+        label = f"every request: the {len(ranked)} ranked builds by id, public now"
+        await measure(self.conn, self.rows, "popular builds", label, statements, read, RUNS)
 
     async def popular_queries(self) -> None:
         print("popular queries ranking (Valkey rebuild / fallback)")
@@ -275,12 +309,9 @@ PROPOSALS = """\
   (day, query, mode, count) written by the same flush transaction so long windows read ~24x
   fewer rows; (4) the Valkey-down fallback reading a small snapshot table written by the
   rebuild instead of recomputing.
-* **Vote batch**: lock by primary key, insert through the unique index, recount through
-  `build_votes_tally_idx` (index-only) — fine; the recount reads every vote of each touched
-  build, so a batch touching the hottest builds (here ~21k votes on the top one) costs ~18 ms
-  per 200-vote batch. DESIGN rule 5 asks for that recount; if hot builds ever make it
-  dominate, an in-SQL `rating_sum + added` under the row lock the batch already holds is the
-  O(batch) alternative (still nothing counted in Python).
+* **Vote batch**: one statement: lock by primary key, insert through the unique index, add
+  the inserted sums to the locked rows (DESIGN rule 5) — O(batch), whatever a build's vote
+  count; recounts run in `python -m service reconcile-tallies` and the periodic check.
 * **Search flush** (10k events): flush_log insert + one rollup/session upsert, index lookups
   only; tens of ms per 10k events.
 """

@@ -71,19 +71,27 @@ def summarize(plan_json: list[dict[str, Any]]) -> tuple[str, bool, float]:
 
 
 async def explain(
-    conn: asyncpg.Connection, sql: str, values: list[Any], *, rollback: bool
+    conn: asyncpg.Connection,
+    sql: str,
+    values: list[Any],
+    *,
+    rollback: bool,
+    setup: str | None = None,
 ) -> tuple[Any, str]:
     """EXPLAIN ANALYZE as JSON (parsed) and as text; each in its own rolled-back transaction
-    when `rollback` (a write must not see the rows of the previous EXPLAIN ANALYZE)."""
+    when `rollback` (a write must not see the rows of the previous EXPLAIN ANALYZE) or
+    `setup` (SET LOCAL statements the service sends first, e.g. a search's)."""
     out = []
     for options in ("ANALYZE, BUFFERS, FORMAT JSON", "ANALYZE, BUFFERS"):
         tx = conn.transaction()
-        if rollback:
+        if rollback or setup:
             await tx.start()
         try:
+            if setup:
+                await conn.execute(setup)
             out.append(await conn.fetch(f"EXPLAIN ({options}) {sql}", *values))
         finally:
-            if rollback:
+            if rollback or setup:
                 await tx.rollback()
     return json.loads(out[0][0][0]), "\n".join(r[0] for r in out[1])
 
@@ -109,16 +117,19 @@ async def measure(
     make: Any | None,
     runs: int,
     rollback: bool = False,
+    setup: str | None = None,
 ) -> None:
-    """EXPLAIN each statement; time `make` (or the statements, prepared) `runs` times."""
+    """EXPLAIN each statement (after `setup`); time `make` (or the statements, prepared)
+    `runs` times."""
     plans, scans, seq, exec_each = [], [], False, []
     for sql, values in statements:
-        plan_json, text = await explain(conn, sql, values, rollback=rollback)
+        plan_json, text = await explain(conn, sql, values, rollback=rollback, setup=setup)
         summary, has_seq, ms = summarize(plan_json)
         scans.append(summary)
         seq |= has_seq
         exec_each.append(ms)
-        plans.append(f"-- {label}\n{sql.strip()}\n-- values: {values!r}\n{text}")
+        first = f"{setup};\n" if setup else ""
+        plans.append(f"-- {label}\n{first}{sql.strip()}\n-- values: {values!r}\n{text}")
 
     async def run_statements() -> None:
         if rollback:
@@ -153,6 +164,25 @@ async def measure(
     )
     flag = " SEQ" if seq else ""
     print(f"  {label:58s} exec {exec_ms:8.2f} ms  p50 {p50:8.2f}  p99 {p99:8.2f}{flag}", flush=True)
+
+
+def rejected(rows: list[Row], group: str, label: str, why: str) -> None:
+    """A case the API refuses before any SQL (422): a row without a plan."""
+    rows.append(
+        dict(
+            group=group,
+            label=f"{label}: rejected 422 ({why})",
+            scans=["none (no SQL)"],
+            seq=False,
+            exec_ms=0.0,
+            exec_each=[],
+            p50=0.0,
+            p99=0.0,
+            runs=0,
+            plans=[f"-- {label}\n-- rejected before any SQL: {why}"],
+        )
+    )
+    print(f"  {label:58s} rejected 422: {why}", flush=True)
 
 
 class _Rollback(Exception):
@@ -219,6 +249,8 @@ async def capture_votes(
                     f"b_{1 + int(BUILDS * rng.random() ** 3):08x}",
                     f"sess_{rng.randrange(16**24):024x}",
                     rng.randint(1, 5),
+                    None,
+                    f"10.{rng.randrange(78)}.{rng.randrange(256)}.0/24",
                 )
             )
             for _ in range(200)

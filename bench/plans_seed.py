@@ -16,8 +16,8 @@ VOTES = int(os.environ.get("PLANS_VOTES", 1_000_000))
 EVENTS = int(os.environ.get("PLANS_EVENTS", 5_000_000))
 TABLES = (
     "builds, build_votes, feedback, search_events, search_rollups, search_rollup_sessions, "
-    "flush_log, feedback_rollups, feedback_rollup_sessions, feedback_daily, feedback_queries, "
-    "search_zero_queries"
+    "search_rollup_sources, flush_log, feedback_rollups, feedback_rollup_sessions, feedback_daily, "
+    "feedback_queries, search_zero_queries"
 )
 # Skewed like a real player base: tanks and clerics are common picks, bards rare.
 ARCHETYPE_MIX = (
@@ -41,7 +41,7 @@ SELECT 'b_' || lpad(to_hex(i), 8, '0'),
        initcap(adj) || ' ' || c.class_name || ' ' || i,
        CASE WHEN random() < 0.1 THEN NULL ELSE 'Built for ' || focus || ' with ' || style END,
        g.p, g.s, c.class_name, g.race, random() < 0.9, false,
-       'sess_' || lpad(to_hex((i * 7919) % 40000), 24, '0'), 0, 0, created, created
+       'sess_' || lpad(to_hex((i::int8 * 7919) % 40000), 24, '0'), 0, 0, created, created
 FROM (SELECT i, m[1 + floor(random() * cardinality(m))::int] AS p,
              m[1 + floor(random() * cardinality(m))::int] AS s,
              r[1 + floor(random() * cardinality(r))::int] AS race,
@@ -60,11 +60,13 @@ JOIN plans_classes c ON c.p = g.p AND c.s = g.s
     (
         "votes (hot set: build rank ~ random()^3, 4 votes per session)",
         """
-INSERT INTO build_votes (build_id, session_id, rating, created_at)
+INSERT INTO build_votes (build_id, session_id, rating, created_at, source_network)
 SELECT 'b_' || lpad(to_hex(1 + floor($1::int * random() ^ 3)::int), 8, '0'),
        'sess_' || lpad(to_hex(v / 4), 24, '0'),
        (ARRAY[5, 5, 5, 4, 4, 4, 3, 3, 2, 1])[1 + floor(random() * 10)::int],
-       now() - random() ^ 2 * interval '365 days'
+       now() - random() ^ 2 * interval '365 days',
+       -- 20,000 client networks (/24), about 12 sessions each
+       '10.' || (v / 4 % 20000) / 256 || '.' || (v / 4 % 20000) % 256 || '.0/24'
 FROM generate_series(1, $2::int) v
 ON CONFLICT (build_id, session_id) DO NOTHING
 """,
@@ -101,9 +103,10 @@ FROM (SELECT i, qi, w[1 + qi % 30] || ' ' || w[1 + (qi / 30) % 30]
         "rollups (the aggregator's key_hash formula)",
         """
 INSERT INTO search_rollups (key_hash, hour, query_norm, search_mode, count, sessions,
-                            zero_count, zero_sessions)
+                            sources, zero_count, zero_sessions)
 SELECT hashtextextended(h::text || E'\\x1f' || query_norm || E'\\x1f' || search_mode, 0),
        to_timestamp(h * 3600), query_norm, search_mode, count(*), count(DISTINCT session_id),
+       count(DISTINCT hashtextextended(session_id, 0) % 50000),
        count(*) FILTER (WHERE result_count = 0),
        count(DISTINCT session_id) FILTER (WHERE result_count = 0)
 FROM (SELECT floor(extract(epoch FROM created_at) / 3600)::int8 AS h, query_norm,
@@ -121,6 +124,17 @@ SELECT DISTINCT hashtextextended(h::text || E'\\x1f' || query_norm || E'\\x1f' |
 FROM (SELECT floor(extract(epoch FROM created_at) / 3600)::int8 AS h, query_norm,
              search_mode, session_id, result_count = 0 AS z FROM search_events) e
 CROSS JOIN LATERAL unnest(CASE WHEN z THEN ARRAY['', E'\\x1f0'] ELSE ARRAY[''] END) AS x(x)
+ORDER BY 1, 2
+""",
+    ),
+    (
+        "rollup sources (50,000 client networks: a hash of the session)",
+        """
+INSERT INTO search_rollup_sources (key_hash, source_hash)
+SELECT DISTINCT hashtextextended(h::text || E'\\x1f' || query_norm || E'\\x1f' || search_mode, 0),
+       hashtextextended(session_id, 0) % 50000
+FROM (SELECT floor(extract(epoch FROM created_at) / 3600)::int8 AS h, query_norm,
+             search_mode, session_id FROM search_events) e
 ORDER BY 1, 2
 """,
     ),

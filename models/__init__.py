@@ -1,6 +1,6 @@
 """Tortoise ORM models; every table of the service. Imports nothing else of ours."""
 
-from models.analytics import FlushLog, SearchEvent, SearchRollup, SearchZeroQuery
+from models.analytics import FlushLog, HiddenQuery, SearchEvent, SearchRollup, SearchZeroQuery
 from models.builds import Build, BuildVote
 from models.feedback import Feedback, FeedbackDaily, FeedbackQuery, FeedbackRollup
 
@@ -12,6 +12,7 @@ __all__ = [
     "FeedbackQuery",
     "FeedbackRollup",
     "FlushLog",
+    "HiddenQuery",
     "SearchEvent",
     "SearchRollup",
     "SearchZeroQuery",

@@ -28,11 +28,13 @@ class SearchRollup(Model):
     """Searches per (normalised query, mode, hour); `count` only ever grows by batches.
 
     key_hash = hashtextextended(hour-epoch/3600 || query_norm || mode): a narrow unique key
-    that keeps the flush's upsert cheap. `sessions` = distinct sessions in that hour.
+    that keeps the flush's upsert cheap. `sessions` = distinct sessions in that hour,
+    `sources` = distinct client networks (IPv4 /24, IPv6 /48) in that hour.
 
     The sessions behind it live in `search_rollup_sessions` (key_hash, session_hash): a
     two-bigint primary key and nothing else, created by the migration and written only by
-    the search aggregator's SQL, so it has no ORM model (Tortoise has no composite keys).
+    the search aggregator's SQL, so it has no ORM model (Tortoise has no composite keys);
+    the networks likewise in `search_rollup_sources` (key_hash, source_hash).
     """
 
     id = fields.BigIntField(pk=True)
@@ -42,6 +44,7 @@ class SearchRollup(Model):
     search_mode = fields.CharField(max_length=8)
     count = fields.BigIntField(default=0)
     sessions = fields.IntField(default=0)
+    sources = fields.IntField(default=0)
     # Content gaps: the searches of this key that found nothing (result_count = 0) and their
     # distinct sessions (session rows under zero_key_hash, see aggregators/search.py).
     zero_count = fields.BigIntField(default=0)
@@ -64,6 +67,18 @@ class SearchZeroQuery(Model):
     class Meta:
         table = "search_zero_queries"
         indexes = (Index(fields=("count", "query_norm"), name="search_zero_queries_count_idx"),)
+
+
+class HiddenQuery(Model):
+    """A normalised query an admin has hidden: it never appears in popular queries."""
+
+    query_norm = fields.CharField(pk=True, max_length=500)
+    hidden_by = fields.CharField(max_length=64)  # the admin's display name
+    hidden_at = fields.DatetimeField()
+
+    class Meta:
+        table = "hidden_queries"
+        indexes = (Index(fields=("hidden_at", "query_norm"), name="hidden_queries_at_idx"),)
 
 
 class FlushLog(Model):

@@ -11,6 +11,7 @@ from tortoise.models import Model
 SESSION_ID_LENGTH = 29  # "sess_" + 24 hex
 PLAYER_ID_LENGTH = 128  # a token's `sub` (service.contract.players.PLAYER_ID_MAX)
 DISPLAY_NAME_LENGTH = 64
+NETWORK_LENGTH = 64  # "ffff:ffff:ffff::/48", "255.255.255.0/24", or a non-IP peer, cut
 
 
 class Build(Model):
@@ -29,7 +30,8 @@ class Build(Model):
     # device, and owner_session no longer decides. Never shown; creator_name is.
     owner_player = fields.CharField(max_length=PLAYER_ID_LENGTH, null=True)
     creator_name = fields.CharField(max_length=DISPLAY_NAME_LENGTH, null=True)
-    # Recomputed from build_votes by the vote aggregator, never incremented in Python.
+    # Incremented in SQL by the vote aggregator under the row lock (never in Python);
+    # `python -m service reconcile-tallies` recounts them from build_votes.
     rating_sum = fields.IntField(default=0)
     vote_count = fields.IntField(default=0)
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -72,6 +74,10 @@ class BuildVote(Model):
     player_id = fields.CharField(max_length=PLAYER_ID_LENGTH, null=True)
     rating = fields.SmallIntField()
     created_at = fields.DatetimeField(auto_now_add=True)
+    # The voter's client network (IPv4 /24, IPv6 /48; service.http.client_ip.source_network):
+    # at most VOTES_PER_NETWORK votes per build per 24 h, and popular builds count each
+    # network once. NULL for votes cast before it was recorded (each counts as its own).
+    source_network = fields.CharField(max_length=NETWORK_LENGTH, null=True)
 
     class Meta:
         table = "build_votes"
@@ -81,4 +87,9 @@ class BuildVote(Model):
         )
         indexes = (
             Index(fields=("created_at", "build_id", "rating"), name="build_votes_period_idx"),
+            # The per-network cap: this build's votes from this network in the last 24 h.
+            Index(
+                fields=("build_id", "source_network", "created_at"),
+                name="build_votes_network_idx",
+            ),
         )

@@ -1,12 +1,22 @@
-"""Command line: `python -m service run|migrate|seed-templates|makemigration|token`."""
+"""Command line: `python -m service run|migrate|seed-templates|reconcile-tallies|makemigration|
+token`."""
 
 from __future__ import annotations
+
+import sys
+
+from service.runtime import supervisor  # standard library only: imports in a few ms
+
+if __name__ == "__main__" and sys.argv[1:2] == ["run"]:
+    # From the first instruction on (the imports below take ~0.5 s): a stop signal is
+    # recorded and the server then never starts, instead of a half-started process dying.
+    supervisor.hold_stop_signals()
 
 import argparse
 import asyncio
 import logging
 import os
-import sys
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -41,17 +51,37 @@ def stores(settings: Settings) -> Iterator[Settings]:
         servers.stop()
 
 
+def describe(settings: Settings) -> str:
+    """host:port/database of the store, for logs (never credentials)."""
+    assert settings.database_url is not None
+    creds = db.credentials(settings.database_url)
+    return f"{creds['host']}:{creds['port']}/{creds['database']}"
+
+
 def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
 
+    supervisor.hold_stop_signals()  # until Sanic serves (again: main() may be called directly)
     with stores(settings) as ready, metrics_dir(settings):
         # Imported once PROMETHEUS_MULTIPROC_DIR is set (prometheus_client reads it at import).
         from service.app import create_app
 
         assert ready.database_url is not None
-        if settings.embedded or args.migrate:
+        if supervisor.stop_requested():
+            pass
+        elif settings.embedded or args.migrate:
             asyncio.run(db.prepare(ready.database_url))
+        elif settings.env == "development":
+            # A database given by URL in development: bring its schema up to this code's.
+            # Production never does (the migration Job does; pods wait, not ready, until then).
+            log.info("development: applying pending migrations to %s", describe(ready))
+            asyncio.run(db.prepare(ready.database_url, templates=False))
+        signum = supervisor.stop_requested()
+        if signum is not None:
+            log.info("%s before serving: not starting the server", signal.Signals(signum).name)
+            return
+        supervisor.install()  # orderly stop whoever gets the signal (see its docstring)
         loader = AppLoader(factory=create_app)
         app = loader.load()
         app.prepare(host=ready.host, port=ready.port, workers=ready.workers, single_process=False)
@@ -68,6 +98,30 @@ def cmd_seed(settings: Settings, args: argparse.Namespace) -> None:
     with stores(settings) as ready:
         assert ready.database_url is not None
         asyncio.run(db.prepare(ready.database_url, migrations=False))
+
+
+def cmd_reconcile_tallies(settings: Settings, args: argparse.Namespace) -> int:
+    """Recount every build's rating_sum/vote_count from build_votes; report (one log line) and
+    repair drift, or with --check only report it. Exit 1 when --check found drift."""
+    from redis.asyncio import Redis
+
+    from aggregators.tallies import reconcile
+
+    async def run(database_url: str, valkey_url: str) -> int:
+        client = await db.open_orm(database_url, pool_min=1, pool_max=2)
+        valkey = Redis.from_url(valkey_url, socket_timeout=5.0, socket_connect_timeout=5.0)
+        try:
+            report = await reconcile(client, valkey, repair=not args.check)
+        finally:
+            await valkey.aclose()
+            await db.close_orm()
+        (log.error if report.drift else log.info)(report.line())
+        return 1 if args.check and report.drift else 0
+
+    with stores(settings) as ready:
+        assert ready.database_url is not None
+        assert ready.valkey_url is not None
+        return asyncio.run(run(ready.database_url, ready.valkey_url))
 
 
 def cmd_makemigration(settings: Settings, args: argparse.Namespace) -> None:
@@ -108,6 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("migrate", help="apply pending aerich migrations")
     sub.add_parser("seed-templates", help="insert/refresh the 12 official templates")
     sub.add_parser("settings-table", help="print the README's settings table")
+    reconcile = sub.add_parser(
+        "reconcile-tallies",
+        help="recount vote tallies from build_votes, report and repair drift",
+    )
+    reconcile.add_argument(
+        "--check", action="store_true", help="report only; exit 1 when any build drifted"
+    )
     make = sub.add_parser("makemigration", help="generate a migration from model changes")
     make.add_argument("name")
     token = sub.add_parser("token", help="print a token of the local development issuer")
@@ -136,13 +197,14 @@ def main(argv: list[str] | None = None) -> int:
         "seed-templates": cmd_seed,
         "makemigration": cmd_makemigration,
         "token": cmd_token,
+        "reconcile-tallies": cmd_reconcile_tallies,
     }
     try:
-        commands[args.command](settings, args)
+        status = commands[args.command](settings, args)
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

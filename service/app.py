@@ -12,7 +12,7 @@ from service.auth import middleware as auth
 from service.config import Settings
 from service.ctx import ApiRequest, App, Ctx
 from service.handlers import register as register_handlers
-from service.http import errors, observe, ratelimit, sessions, validation
+from service.http import errors, observe, ratelimit, schema_gate, sessions, validation
 from service.telemetry.logs import setup_logging
 
 EXPOSED_HEADERS = (
@@ -77,6 +77,7 @@ def create_app(settings: Settings | object | None = None) -> App:
     errors.register(app)
     sessions.register(app)
     observe.register(app)
+    schema_gate.register(app)
     auth.register(app)  # before the rate limits: they count a player by player id
     ratelimit.register(app)
     resources.register(app)

@@ -79,6 +79,9 @@ class Settings:
     analytics_write_through: bool = False
     vote_batch_max: int = field(default=500, metadata={"min": 1})
     vote_timeout_s: float = field(default=5.0, metadata={"min": 0.1})
+    # One worker per cluster (Valkey lease) recounts every build's tallies from build_votes
+    # this often, reports drift (myashes_tally_drift) and repairs it.
+    tally_check_interval_s: float = field(default=3600.0, metadata={"min": 1.0})
     popular_cache_ttl_s: int = field(default=60, metadata={"min": 1, "max": 60})
     # Rate limits (per session per minute; per client IP at RATE_LIMIT_IP_MULTIPLIER x).
     rate_limit_enabled: bool = True
@@ -107,6 +110,9 @@ class Settings:
     # Monitoring: each worker checks PostgreSQL and Valkey this often in the background;
     # /health/ready and /metrics answer from the latest result.
     health_check_interval_s: float = field(default=2.0, metadata={"min": 0.05, "max": 60.0})
+    # Schema gate: while the database's migrations do not match the code's, each worker
+    # checks again this often (not ready, API 503 meanwhile); once matched, never again.
+    schema_recheck_s: float = field(default=5.0, metadata={"min": 0.05, "max": 300.0})
     # Registers /_bench/noop (GET and POST): the no-op ceiling benchmarks compare against.
     bench_endpoints: bool = False
     prometheus_multiproc_dir: str | None = None

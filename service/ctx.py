@@ -19,10 +19,11 @@ if TYPE_CHECKING:
 
     from aggregators.popular import PopularQueries
     from aggregators.search import SearchAggregator
+    from aggregators.tallies import PeriodicTallyCheck
     from aggregators.views import CachedView
     from aggregators.votes import VoteAggregator
-    from service.contract.schemas import BuildListItem
     from service.telemetry.dependencies import DependencyMonitor
+    from service.telemetry.schema import SchemaGate
     from service.telemetry.worker_metrics import WorkerMetrics
 
 
@@ -33,14 +34,17 @@ class Ctx:
     valkey: Redis
     search: SearchAggregator
     votes: VoteAggregator
+    tally_check: PeriodicTallyCheck
     popular: PopularQueries
-    popular_builds: CachedView[list[BuildListItem]]
+    popular_builds: CachedView[list[str]]  # ranked build ids (service.builds.popular)
     dependencies: DependencyMonitor
+    schema: SchemaGate
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.started_at = time.monotonic()
         self.shutting_down = False
+        self.stop_requested = False  # a stop signal arrived (service.resources)
         self.stack = AsyncExitStack()
         self.metrics: WorkerMetrics | None = None  # set per worker when METRICS_ENABLED
 

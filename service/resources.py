@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
+from pathlib import Path
 
 from redis.asyncio import Redis
 
 from aggregators.popular import PopularQueries
 from aggregators.search import SearchAggregator
-from aggregators.votes import VoteAggregator
+from aggregators.tallies import PeriodicTallyCheck
+from aggregators.votes import VOTES_PER_NETWORK, VoteAggregator
 from service.builds import popular as popular_builds
 from service.config import SettingsError
 from service.ctx import App, Ctx
-from service.runtime import db
+from service.runtime import db, supervisor
+from service.telemetry import metrics
 from service.telemetry.dependencies import DependencyMonitor
+from service.telemetry.schema import SchemaGate
 from service.telemetry.worker_metrics import WorkerMetrics, log_worker_stopped
 
 log = logging.getLogger("myashes.resources")
+STOP_POLL_S = 0.01
 
 
 def _valkey_client(url: str) -> Redis:
@@ -58,13 +62,26 @@ async def open_resources(app: App) -> None:
     await ctx.dependencies.check()
     ctx.dependencies.start()
     stack.push_async_callback(ctx.dependencies.stop)
+    # Applied migrations vs the shipped ones: not ready and API 503 until they match.
+    ctx.schema = SchemaGate(
+        ctx.db, Path(db.MIGRATIONS_DIR) / "models", recheck_s=settings.schema_recheck_s
+    )
+    await ctx.schema.check()
+    ctx.schema.start()
+    stack.push_async_callback(ctx.schema.stop)
     ctx.search = SearchAggregator(
         ctx.db,
         interval_s=settings.flush_interval_s,
         max_events=settings.search_buffer_max_events,
         max_bytes=settings.search_buffer_max_bytes,
     )
-    ctx.votes = VoteAggregator(ctx.db, ctx.valkey, max_batch=settings.vote_batch_max)
+    ctx.votes = VoteAggregator(
+        ctx.db,
+        ctx.valkey,
+        max_batch=settings.vote_batch_max,
+        # A rate limit of the contract: off with the others (RATE_LIMIT_ENABLED=false).
+        votes_per_network=VOTES_PER_NETWORK if settings.rate_limit_enabled else None,
+    )
     ctx.popular = PopularQueries(ctx.db, ctx.valkey, fresh_s=settings.popular_cache_ttl_s)
     ctx.popular_builds = popular_builds.make_view(ctx.valkey, settings.popular_cache_ttl_s)
     for view in (ctx.popular.view, ctx.popular_builds):
@@ -73,6 +90,15 @@ async def open_resources(app: App) -> None:
         aggregator.start()
         # Final flush on stop, before the stores close (the stack unwinds in reverse).
         stack.push_async_callback(aggregator.stop, settings.final_flush_timeout_s)
+    # Recounts off the request path; one worker per cluster runs each check (Valkey lease).
+    ctx.tally_check = tally_check = PeriodicTallyCheck(
+        ctx.db,
+        ctx.valkey,
+        interval_s=settings.tally_check_interval_s,
+        on_report=lambda report: metrics.tally_check(report.drift),
+    )
+    tally_check.start()
+    stack.push_async_callback(tally_check.stop)
     if settings.metrics_enabled:
         # Its exporter is stopped first at unwind; its final counts go in at _worker_stopped.
         ctx.metrics = WorkerMetrics(ctx.db, (ctx.search, ctx.votes))
@@ -107,29 +133,31 @@ async def close_resources(app: App) -> None:
 
 
 def _stop_once(app: App) -> None:
-    """First SIGINT/SIGTERM starts the graceful stop; repeats are ignored.
+    """First SIGINT/SIGTERM starts the graceful stop; later ones never reach the worker.
 
-    Ctrl-C in a terminal signals the whole process group, and the main process then signals
-    each worker again: Sanic's own handler would stop the loop a second time, in the middle
-    of the final flush, and lose the buffered events.
+    Ctrl-C, systemd and `kill -- -PGID` signal the whole process group, and the main process
+    then signals each worker again: Sanic's own handler would stop the loop a second time,
+    in the middle of the final flush, and lose the buffered events.
     """
-    if app.ctx.shutting_down:
+    supervisor.block_stop_signals()
+    if app.ctx.stop_requested:
         log.info("stop already in progress: signal ignored so the final flush can finish")
         return
+    app.ctx.stop_requested = True
     app.ctx.shutting_down = True
+    _stop_when_serving(app)
+
+
+def _stop_when_serving(app: App) -> None:
+    if not app.state.is_running:  # still in its start-up events: stop once the loop runs
+        asyncio.get_running_loop().call_later(STOP_POLL_S, _stop_when_serving, app)
+        return
     app.stop(terminate=False)
 
 
-async def guard_signals(app: App) -> None:
-    if app.asgi:  # the ASGI server (and the test harness) owns signals there
-        return
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, _stop_once, app)
-
-
 def register(app: App) -> None:
+    if supervisor.in_server_worker():
+        supervisor.install_worker(app, _stop_once)
     app.before_server_start(open_resources)
-    app.after_server_start(guard_signals)
     app.before_server_stop(mark_shutting_down)
     app.after_server_stop(close_resources)

@@ -38,6 +38,8 @@ TABLES = (
     "search_events",
     "search_rollups",
     "search_rollup_sessions",
+    "search_rollup_sources",
+    "hidden_queries",
     "flush_log",
 )
 

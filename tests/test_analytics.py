@@ -194,21 +194,29 @@ async def test_popular_queries_ranking_and_valkey_set(client, app, valkey):
     assert body == {
         "period_days": 7,
         "queries": [
-            {"query": "tank build", "count": 3, "sessions": 3, "search_mode": "quick"},
-            {"query": "healer", "count": 4, "sessions": 2, "search_mode": "quick"},
-            {"query": "alpha", "count": 1, "sessions": 1, "search_mode": "quick"},
-            {"query": "zerg", "count": 1, "sessions": 1, "search_mode": "quick"},
+            # One client network (the test client): sessions decide.
+            {
+                "query": "tank build",
+                "count": 3,
+                "sessions": 3,
+                "sources": 1,
+                "search_mode": "quick",
+            },
+            {"query": "healer", "count": 4, "sessions": 2, "sources": 1, "search_mode": "quick"},
+            {"query": "alpha", "count": 1, "sessions": 1, "sources": 1, "search_mode": "quick"},
+            {"query": "zerg", "count": 1, "sessions": 1, "sources": 1, "search_mode": "quick"},
         ],
     }
     key = keys.popular_queries(7, None)
     assert 0 < await valkey.ttl(key) <= keys.VIEW_KEEP_S
     members = dict(await valkey.zrange(key, 0, -1, withscores=True))
     assert abs(members.pop(keys.POPULAR_BUILT_MARKER) - time.time()) < 10  # when it was built
+    # member: mode, count, query; score: sources * 2**32 + sessions
     assert members == {
-        f"quick{SEPARATOR}tank build": float(3 * SCORE_SHIFT + 3),
-        f"quick{SEPARATOR}healer": float(2 * SCORE_SHIFT + 4),
-        f"quick{SEPARATOR}alpha": float(1 * SCORE_SHIFT + 1),
-        f"quick{SEPARATOR}zerg": float(1 * SCORE_SHIFT + 1),
+        f"quick{SEPARATOR}3{SEPARATOR}tank build": float(1 * SCORE_SHIFT + 3),
+        f"quick{SEPARATOR}4{SEPARATOR}healer": float(1 * SCORE_SHIFT + 2),
+        f"quick{SEPARATOR}1{SEPARATOR}alpha": float(1 * SCORE_SHIFT + 1),
+        f"quick{SEPARATOR}1{SEPARATOR}zerg": float(1 * SCORE_SHIFT + 1),
     }
     assert (await popular(client, limit=2))["queries"][1]["query"] == "healer"
     assert app.ctx.popular.view.rebuilds == 1  # the second read was served from Valkey

@@ -8,6 +8,8 @@ import itertools
 import os
 import random
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -117,3 +119,14 @@ async def test_kill9_of_one_worker_loses_no_acknowledged_vote(
         await conn.close()
     assert acked <= stored, f"{len(acked - stored)} acknowledged votes lost"
     assert drift == 0
+    check = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "service", "reconcile-tallies", "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "DATABASE_URL": stores.database_url, "VALKEY_URL": stores.valkey_url},
+    )
+    assert check.returncode == 0, check.stderr  # rating_sum too, as the periodic check sees it
+    assert f"tally check: {BUILDS} builds, drift 0, repaired 0" in check.stderr

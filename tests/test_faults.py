@@ -168,7 +168,7 @@ async def test_connection_lost_mid_batch_is_503_not_500(client, app, sql):
     build_id = r.json()["build_id"]
     votes = app.ctx.votes
 
-    async def connection_lost(batch):
+    async def connection_lost(batch, conn):
         raise asyncpg.InterfaceError(
             "cannot call Transaction.__aexit__(): the underlying connection is closed"
         )

@@ -57,7 +57,7 @@ def fuzz_server(stores: Stores) -> Iterator[ServerProcess]:
     asyncio.run(clean_stores(stores))
     limits = {
         f"RATE_LIMIT_{name}": HIGH
-        for name in ("BUILD_CREATE", "VOTE", "FEEDBACK", "ANALYTICS", "READ")
+        for name in ("BUILD_CREATE", "VOTE", "FEEDBACK", "ANALYTICS", "READ", "EDIT")
     }
     server = ServerProcess(
         stores.database_url,
@@ -141,7 +141,10 @@ def test_stateful_links(api_schema: Any) -> None:
     seen: set[tuple[str, int]] = set()
     calls = [0]
 
-    class Workflow(api_schema.as_state_machine()):  # type: ignore[misc]
+    # The linked workflow lives under /builds; other routes (admin) only dilute the walk.
+    linked = api_schema.include(path_regex="^/api/v1/builds")
+
+    class Workflow(linked.as_state_machine()):  # type: ignore[misc]
         def after_call(self, response: Any, case: schemathesis.Case) -> None:
             super().after_call(response, case)
             seen.add((case.operation.label, response.status_code))
@@ -149,7 +152,7 @@ def test_stateful_links(api_schema: Any) -> None:
 
     Workflow.run(
         settings=hypothesis.settings(
-            max_examples=max(10, EXAMPLES // 2),
+            max_examples=max(10, EXAMPLES),
             stateful_step_count=8,
             deadline=None,
             derandomize=DERANDOMIZE,
@@ -157,7 +160,7 @@ def test_stateful_links(api_schema: Any) -> None:
             suppress_health_check=SUPPRESSED,
         )
     )
-    print(f"stateful: {calls[0]} requests, {len(seen)} (operation, status) pairs")
+    print(f"stateful: {calls[0]} requests, {len(seen)} (operation, status) pairs", sorted(seen))
     assert ("GET /api/v1/builds/{build_id}", 200) in seen, sorted(seen)
     # Owner-only operations succeeded: the links carried the creator's session along.
     owner_only = {"PATCH /api/v1/builds/{build_id}", "DELETE /api/v1/builds/{build_id}"}

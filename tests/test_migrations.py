@@ -158,3 +158,28 @@ async def test_list_sorts_have_indexes(sql: asyncpg.Connection) -> None:
         "builds_class_idx",
         "builds_template_idx",
     } <= indexes
+
+
+async def test_issue_17_schema(sql: asyncpg.Connection) -> None:
+    """Migration 3: the voter's network with its cap index, networks per search rollup key,
+    hidden queries."""
+    columns = await sql.fetch(
+        "SELECT table_name, column_name, is_nullable FROM information_schema.columns "
+        "WHERE (table_name, column_name) IN (('build_votes', 'source_network'), "
+        "('search_rollups', 'sources'), ('hidden_queries', 'query_norm'))"
+    )
+    assert sorted(tuple(r) for r in columns) == [
+        ("build_votes", "source_network", "YES"),
+        ("hidden_queries", "query_norm", "NO"),
+        ("search_rollups", "sources", "NO"),
+    ]
+    index = await sql.fetchval(
+        "SELECT indexdef FROM pg_indexes WHERE indexname = 'build_votes_network_idx'"
+    )
+    assert "(build_id, source_network, created_at)" in index
+    keys = await sql.fetch(
+        "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+        "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = 'search_rollup_sources'::regclass "
+        "AND i.indisprimary ORDER BY a.attname"
+    )
+    assert [k[0] for k in keys] == ["key_hash", "source_hash"]

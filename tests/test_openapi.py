@@ -112,6 +112,7 @@ async def test_rate_limited_operations_say_so(spec: dict[str, Any]) -> None:
         ("/api/v1/admin/feedback/patterns", "get"),
         ("/api/v1/admin/feedback/export.csv", "get"),
         ("/api/v1/admin/insights/content-gaps", "get"),
+        ("/api/v1/admin/insights/hidden-queries", "get"),
     }
     for path, method in limited:
         for response in spec["paths"][path][method]["responses"].values():
@@ -169,6 +170,9 @@ async def test_docs_are_on_in_production(client: httpx.AsyncClient) -> None:
     assert (await client.get("/docs")).status_code == 200
 
 
+TOKEN_REQUIRED = ("claimBuilds", "hideQuery", "unhideQuery", "listHiddenQueries")
+
+
 async def test_every_route_that_reads_the_token_says_so(spec: dict[str, Any]) -> None:
     """Every /api/ route reads a bearer token when sent (optional; claim needs one); the
     operational routes ignore Authorization and say nothing about it."""
@@ -184,7 +188,7 @@ async def test_every_route_that_reads_the_token_says_so(spec: dict[str, Any]) ->
             assert "security" not in op, where
             assert "401" not in op["responses"], where
             continue
-        required = op["operationId"] == "claimBuilds" or path.startswith("/api/v1/admin/")
+        required = op["operationId"] in TOKEN_REQUIRED or path.startswith("/api/v1/admin/")
         expected = [{"bearerAuth": []}] if required else [{}, {"bearerAuth": []}]
         assert op["security"] == expected, where
         unauthorized = op["responses"]["401"]

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from service.ctx import App
-from service.http.client_ip import ClientIp
+from service.http.client_ip import ClientIp, source_network
 from tests.factories import API
 
 TRUSTED = ClientIp(["10.0.0.0/8", "fd00::/8"])
@@ -108,3 +108,19 @@ async def test_clients_behind_a_trusted_proxy_are_told_apart(app: App) -> None:
         assert await statuses(proxy, 1, ["9.9.9.9, 203.0.113.1"]) == [429]
         # The proxy's own requests (no header) are counted as the proxy.
         assert await statuses(proxy, 3) == [200, 200, 429]
+
+
+@pytest.mark.parametrize(
+    ("address", "network"),
+    [
+        ("203.0.113.77", "203.0.113.0/24"),
+        ("203.0.113.0", "203.0.113.0/24"),
+        ("::ffff:203.0.113.77", "203.0.113.0/24"),  # IPv4-mapped: its IPv4 network
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1::/48"),
+        ("2001:db8:1:ffff::1", "2001:db8:1::/48"),
+        ("[2001:db8:2::9]:443", "2001:db8:2::/48"),
+        ("", ""),  # not an IP socket: its own network
+    ],
+)
+def test_source_network(address: str, network: str) -> None:
+    assert source_network(address) == network

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,6 +93,31 @@ def load_for(server: ServerProcess) -> Load:
     return Load("127.0.0.1", server.port)
 
 
+async def reconcile_check(stores: DrillStores) -> int:
+    """Builds `python -m service reconcile-tallies --check` finds drifted (it exits 1 then)."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": stores.admin_database_url,
+        "VALKEY_URL": stores.admin_valkey_url,
+        "LOG_LEVEL": "INFO",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "service",
+        "reconcile-tallies",
+        "--check",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await proc.communicate()
+    found = re.search(r"tally check: \d+ builds, drift (\d+)", err.decode(errors="replace"))
+    if found is None or proc.returncode != (1 if int(found[1]) else 0):
+        raise RuntimeError(f"reconcile-tallies --check: exit {proc.returncode}: {err[-500:]!r}")
+    return int(found[1])
+
+
 async def audit(result: DrillResult, stores: DrillStores, load: Load) -> dict[str, int]:
     """Acked vs persisted, row by row; prints and returns the numbers."""
     events = [r[0] for r in await stores.fetch("SELECT result_count FROM search_events")]
@@ -127,6 +154,7 @@ async def audit(result: DrillResult, stores: DrillStores, load: Load) -> dict[st
         "votes_ambiguous": v.ambiguous,
         "votes_rejected": v.rejected,
         "tally_drift_builds": int(drift),
+        "tally_check_drift": await reconcile_check(stores),
     }
     stray = persisted_events - load.acked_events - load.ambiguous_events
     numbers["analytics_stray"] = len(stray)  # persisted, yet answered with an error: a bug
@@ -142,7 +170,8 @@ async def audit(result: DrillResult, stores: DrillStores, load: Load) -> dict[st
         f"votes: sent {v.sent} / acked {numbers['votes_acked']} / persisted "
         f"{numbers['votes_persisted']} (acked but missing {numbers['votes_lost']}, "
         f"persisted of {v.ambiguous} ambiguous {numbers['votes_unacked_persisted']}); "
-        f"builds whose tally differs from build_votes: {drift}"
+        f"builds whose tally differs from build_votes: {drift} (reconcile-tallies --check: "
+        f"{numbers['tally_check_drift']})"
     )
     result.numbers.update(numbers)
     return numbers
@@ -179,7 +208,15 @@ def check_exact(result: DrillResult, n: dict[str, int], *, analytics: bool = Tru
         )
         result.check("no event persisted after an error answer", n["analytics_stray"] == 0)
     result.check("every acknowledged vote persisted", n["votes_lost"] == 0)
-    result.check("build tallies equal build_votes", n["tally_drift_builds"] == 0)
+    tallies_exact(result, n)
+
+
+def tallies_exact(result: DrillResult, n: dict[str, int]) -> None:
+    """Drift 0, by the drill's own SQL and by `reconcile-tallies --check`."""
+    result.check(
+        "build tallies equal build_votes (SQL and reconcile-tallies --check)",
+        n["tally_drift_builds"] == 0 and n["tally_check_drift"] == 0,
+    )
 
 
 async def wait_flushed(stores: DrillStores, load: Load, timeout_s: float) -> float:

@@ -24,6 +24,7 @@ from bench.drills.common import (
     server_errors,
     start_server,
     stop_server,
+    tallies_exact,
     wait_flushed,
 )
 from bench.drills.load import Tally, latency_ms
@@ -245,6 +246,7 @@ async def valkey_down(stores: DrillStores) -> DrillResult:
     result.check("rating projections healed (hash == Postgres tallies)", mismatched == 0)
     result.check("popular-queries set rebuilt after recovery", bool(popular_after))
     result.check("every acknowledged vote persisted", result.numbers["votes_lost"] == 0)
+    tallies_exact(result, result.numbers)
     return result
 
 

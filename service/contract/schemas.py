@@ -28,6 +28,7 @@ Race = Annotated[
 ]
 BuildId = Annotated[str, Meta(pattern=r"^b_[0-9a-f]{8}$")]
 MAX_PAGE = 2**31 - 1
+SEARCH_MIN_ALNUM = 3
 
 
 def _raise(problems: list[Problem]) -> None:
@@ -129,12 +130,31 @@ class BuildListQuery(Struct, kw_only=True):
     primary_archetype: Archetype | None = None
     secondary_archetype: Archetype | None = None
     race: Race | None = None
-    search: Annotated[str, Meta(min_length=2, max_length=100)] | None = None
+    search: (
+        Annotated[
+            str,
+            Meta(
+                min_length=3,
+                max_length=100,
+                description=f"Case-insensitive substring of name, description or class name; "
+                f"at least {SEARCH_MIN_ALNUM} letters or digits.",
+            ),
+        ]
+        | None
+    ) = None
     is_template: bool | None = None
     sort: Sort = "newest"
 
     def check(self) -> None:
         problems: list[Problem] = []
+        if self.search is not None and sum(c.isalnum() for c in self.search) < SEARCH_MIN_ALNUM:
+            # Fewer characters than a trigram: no index can answer it (a sequential scan).
+            problems.append(
+                {
+                    "field": "search",
+                    "problem": f"must contain at least {SEARCH_MIN_ALNUM} letters or digits",
+                }
+            )
         if self.primary_archetype is not None:
             self.primary_archetype = _key(
                 self.primary_archetype, "primary_archetype", ARCHETYPES, problems
@@ -199,7 +219,8 @@ class BuildListItem(Struct, kw_only=True):
 
 class BuildList(Struct, kw_only=True):
     builds: list[BuildListItem]
-    total: int
+    total: Annotated[int, Meta(description="Exact up to 10,000 matches, then 10,000")]
+    total_capped: Annotated[bool, Meta(description="True when more than 10,000 builds match")]
     page: int
     limit: int
     has_more: bool
@@ -325,12 +346,34 @@ class PopularQuery(Struct, kw_only=True):
     query: str
     count: int
     sessions: int
+    sources: Annotated[int, Meta(description="Distinct client networks (IPv4 /24, IPv6 /48)")]
     search_mode: SearchMode
 
 
 class PopularQueries(Struct, kw_only=True):
     queries: list[PopularQuery]
     period_days: int
+
+
+# ---- admin: hidden queries ----------------------------------------------------------------
+
+
+class HiddenQuery(Struct, kw_only=True):
+    query: Annotated[str, Meta(description="The normalised query")]
+    hidden: bool
+    hidden_by: Annotated[str | None, Meta(description="Display name of the admin")] = None
+    hidden_at: str | None = None
+
+
+class HiddenQueriesQuery(Struct, kw_only=True):
+    # urlsafe base64 of a query (<= 500 characters, <= 2000 bytes of UTF-8)
+    cursor: Annotated[str, Meta(max_length=2700, pattern=r"^[A-Za-z0-9_-]+$")] | None = None
+    limit: Annotated[int, Meta(ge=1, le=100)] = 50
+
+
+class HiddenQueryList(Struct, kw_only=True):
+    items: list[HiddenQuery]
+    next_cursor: str | None
 
 
 # ---- health -------------------------------------------------------------------------------

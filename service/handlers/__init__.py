@@ -8,6 +8,7 @@ from service.ctx import App
 from service.handlers import (
     admin,
     admin_page,
+    admin_queries,
     analytics,
     bench,
     builds,
@@ -28,6 +29,7 @@ def register(app: App) -> None:
         feedback.blueprint(),
         analytics.blueprint(),
         admin.blueprint(),
+        admin_queries.blueprint(),
         url_prefix="/api/v1",
     )
     app.blueprint(api)

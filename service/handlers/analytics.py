@@ -14,6 +14,7 @@ from service.contract.errors import ServiceUnavailable, ValidationFailed
 from service.contract.gamedata import SEARCH_MODES
 from service.ctx import ApiRequest
 from service.http import ratelimit
+from service.http.client_ip import source_network_of
 from service.http.docs import doc
 from service.http.responses import json_response
 from service.http.sessions import session_of
@@ -49,6 +50,7 @@ async def record_search(request: ApiRequest) -> HTTPResponse:
         body.result_count,
         session_of(request),
         time.time(),
+        source_network_of(request),
     )
     aggregator = request.app.ctx.search
     if request.app.ctx.settings.analytics_write_through:
@@ -63,7 +65,8 @@ async def record_search(request: ApiRequest) -> HTTPResponse:
 
 @doc(
     operation_id="popularQueries",
-    summary="Most searched queries (grouped after normalisation, ranked by sessions)",
+    summary="Most searched queries (grouped after normalisation, ranked by distinct client "
+    "networks, then sessions, then count; hidden queries never appear)",
     query=schemas.PopularQueriesQuery,
     ok=(200, schemas.PopularQueries),
     errors=(422,),
@@ -73,7 +76,11 @@ async def popular_queries(request: ApiRequest) -> HTTPResponse:
     rows = await request.app.ctx.popular.top(q.days, q.search_mode, q.limit)
     queries = [
         schemas.PopularQuery(
-            query=r.query, count=r.count, sessions=r.sessions, search_mode=mode_of(r.search_mode)
+            query=r.query,
+            count=r.count,
+            sessions=r.sessions,
+            sources=r.sources,
+            search_mode=mode_of(r.search_mode),
         )
         for r in rows
     ]

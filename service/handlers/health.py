@@ -12,6 +12,7 @@ from service import __version__
 from service.contract import schemas
 from service.contract.errors import ServiceUnavailable
 from service.ctx import ApiRequest, App, Ctx
+from service.http import schema_gate
 from service.http.docs import doc
 from service.http.responses import json_response
 
@@ -109,7 +110,8 @@ def all_workers_started(app: App) -> bool:
 
 @doc(
     operation_id="readiness",
-    summary="503 while workers start, Postgres is unreachable or the worker stops",
+    summary="503 while workers start, Postgres is unreachable, the database schema does not "
+    "match the code (missing, behind or ahead: the message names the fix) or the worker stops",
     ok=(200, schemas.Status),
     limited=False,
     auth=None,
@@ -122,6 +124,10 @@ async def ready(request: ApiRequest) -> HTTPResponse:
         raise ServiceUnavailable("Workers are still starting", retry_after=1)
     if not ctx.dependencies.up("postgres"):  # the worker's background check: no I/O here
         raise ServiceUnavailable("PostgreSQL is unreachable", retry_after=READY_RETRY_S)
+    if not ctx.schema.ok:  # cached; the worker rechecks every SCHEMA_RECHECK_S meanwhile
+        raise ServiceUnavailable(
+            ctx.schema.state.message, retry_after=schema_gate.retry_after_s(ctx)
+        )
     return json_response({"status": "ready"})
 
 

@@ -4,16 +4,24 @@ group-committed by the VoteAggregator."""
 from __future__ import annotations
 
 import asyncio
+import math
 
 from sanic import Blueprint, HTTPResponse
 
 from aggregators.votes import Outcome, VoteNotStored
 from service.auth.guard import player_of
 from service.contract import schemas
-from service.contract.errors import AlreadyVoted, BuildNotFound, ServiceUnavailable, SessionRequired
+from service.contract.errors import (
+    AlreadyVoted,
+    BuildNotFound,
+    RateLimited,
+    ServiceUnavailable,
+    SessionRequired,
+)
 from service.contract.formats import average
 from service.ctx import ApiRequest
 from service.http import ratelimit
+from service.http.client_ip import source_network_of
 from service.http.docs import doc
 from service.http.responses import json_response
 from service.http.sessions import session_of, session_was_sent
@@ -29,7 +37,7 @@ RETRY_S = 2
     build_id=True,
     body=schemas.VoteIn,
     ok=(200, schemas.VoteOut),
-    errors=(400, 404, 409),
+    errors=(400, 404, 409, 429),
     session_required=True,
 )
 async def vote(request: ApiRequest, build_id: str) -> HTTPResponse:
@@ -42,7 +50,13 @@ async def vote(request: ApiRequest, build_id: str) -> HTTPResponse:
     # Existence and visibility are checked inside the vote's batch, under the build lock.
     try:
         result = await asyncio.wait_for(
-            ctx.votes.submit(build_id, session_id, body.rating, player.id if player else None),
+            ctx.votes.submit(
+                build_id,
+                session_id,
+                body.rating,
+                player.id if player else None,
+                source_network_of(request),
+            ),
             ctx.settings.vote_timeout_s,
         )
     except (VoteNotStored, TimeoutError) as exc:
@@ -52,6 +66,21 @@ async def vote(request: ApiRequest, build_id: str) -> HTTPResponse:
     metrics.vote(result.outcome.value)
     if result.outcome is Outcome.NOT_FOUND:
         raise BuildNotFound(build_id)
+    if result.outcome is Outcome.NETWORK_LIMITED:
+        retry_after = math.ceil(result.retry_after_s)
+        limit = ctx.votes.votes_per_network or 0
+        window = {
+            "X-RateLimit-Limit": str(limit),
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": str(retry_after),
+        }
+        request.ctx.rate_limit_headers = window  # the binding limit: what the middleware sends
+        raise RateLimited(
+            f"Rate limit exceeded for voting on build {build_id}: {limit} votes per 24 h "
+            "per network",
+            retry_after=retry_after,
+            headers=window,
+        )
     if result.outcome is Outcome.DUPLICATE:
         who = "session" if player is None else "player or session"
         raise AlreadyVoted(f"This {who} has already voted on build {build_id}")

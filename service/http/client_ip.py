@@ -4,10 +4,15 @@ A client can write anything into X-Forwarded-For, so the header is read only whe
 peer is in TRUSTED_PROXIES, and then from the right: every trusted proxy appends the address
 it received the request from, so the right-most address that is not a trusted proxy is the
 client. Addresses further left were written by the client itself and are never believed.
+
+The client's *source network* (IPv4 /24, IPv6 /48) is what per-network limits and rankings
+count: sessions are free to invent and one host or subscriber can rotate through the
+addresses of its prefix, but a /24 or /48 per voter or searcher costs real money.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
 
@@ -18,6 +23,9 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 HEADER = "x-forwarded-for"
 MAX_HOPS = 32  # a longer chain is cut: more hops than this is not a real proxy path
+IPV4_NETWORK_PREFIX = 24
+IPV6_NETWORK_PREFIX = 48
+NETWORK_MAX_LENGTH = 64  # build_votes.source_network (models.builds.NETWORK_LENGTH)
 
 
 def parse_ip(text: str) -> IPAddress | None:
@@ -72,3 +80,29 @@ class ClientIp:
             forwarded = request.headers.getall(HEADER, []) if self.trusted else []
             cached = request.ctx.client_ip = self.resolve(request.ip, forwarded)
         return cached
+
+
+@functools.lru_cache(maxsize=4096)
+def source_network(address: str) -> str:
+    """The network of a client address: "203.0.113.0/24", "2001:db8:1::/48"; a peer that is
+    not an IP address (a unix socket) is its own network, as it is (cut to 64 characters)."""
+    parsed = parse_ip(address)
+    if parsed is None:
+        return address[:NETWORK_MAX_LENGTH]
+    prefix = IPV4_NETWORK_PREFIX if parsed.version == 4 else IPV6_NETWORK_PREFIX
+    return str(ipaddress.ip_network((parsed, prefix), strict=False))
+
+
+@functools.lru_cache(maxsize=8)
+def _resolver(trusted_proxies: tuple[str, ...]) -> ClientIp:
+    return ClientIp(trusted_proxies)
+
+
+def source_network_of(request: ApiRequest) -> str:
+    """The source network of the request's client (the same client address the rate limits
+    see: X-Forwarded-For only through TRUSTED_PROXIES); cached on the request's context."""
+    cached: str | None = getattr(request.ctx, "source_network", None)
+    if cached is None:
+        resolver = _resolver(request.app.ctx.settings.trusted_proxies)
+        cached = request.ctx.source_network = source_network(resolver.of(request))
+    return cached

@@ -12,6 +12,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 log = logging.getLogger("myashes.db")
 MODEL_MODULES = ["models", "aerich.models"]
 MIGRATIONS_DIR = "./migrations"
+MIGRATION_LOCK_KEY = 0x6D79_6173_6865_73  # pg_advisory_lock key of `migrate` ("myashes")
 
 
 def credentials(database_url: str) -> dict[str, Any]:
@@ -69,6 +70,7 @@ async def close_orm() -> None:
 
 async def migrate(database_url: str) -> list[str]:
     """Apply pending aerich migrations; returns the versions applied."""
+    import asyncpg
     from aerich import Command
 
     command = Command(
@@ -76,9 +78,17 @@ async def migrate(database_url: str) -> list[str]:
         app="models",
         location=MIGRATIONS_DIR,
     )
-    async with command:
-        await command.init()
-        applied: list[str] = await command.upgrade(run_in_transaction=True)
+    # One migrator at a time per database: development servers started together, or a Job
+    # retried while its previous pod still runs, wait here instead of racing on the schema.
+    creds = credentials(database_url)
+    lock = await asyncpg.connect(**creds, timeout=10)
+    try:
+        await lock.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+        async with command:
+            await command.init()
+            applied: list[str] = await command.upgrade(run_in_transaction=True)
+    finally:
+        await lock.close()  # ends the session: the advisory lock goes with it
     return applied
 
 

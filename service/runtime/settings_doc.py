@@ -33,6 +33,8 @@ DOCS: dict[str, str] = {
     "analytics_write_through": "one transaction per search event (the benchmark baseline)",
     "vote_batch_max": "largest group commit of votes",
     "vote_timeout_s": "longest a vote waits for its commit before 503",
+    "tally_check_interval_s": "how often one worker per cluster recounts vote tallies and "
+    "repairs drift (`reconcile-tallies`)",
     "popular_cache_ttl_s": "freshness bound of Valkey views (popular queries / builds), max 60",
     "rate_limit_enabled": "per-session and per-IP limits in Valkey (false: no limiter at all)",
     "rate_limit_build_create": "build creations per minute per session",
@@ -59,6 +61,8 @@ DOCS: dict[str, str] = {
     "metrics_enabled": "serve /metrics and count requests",
     "health_check_interval_s": "each worker checks PostgreSQL and Valkey this often in the "
     "background; /health/ready and /metrics answer from the latest check",
+    "schema_recheck_s": "while the database's applied migrations differ from the code's, "
+    "each worker is not ready (API 503) and checks again this often",
     "bench_endpoints": "register /_bench/noop (benchmark ceiling)",
     "prometheus_multiproc_dir": "prometheus multiprocess dir; unset: a temp dir per server run",
 }

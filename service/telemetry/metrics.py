@@ -48,7 +48,7 @@ METHODS = frozenset({"GET", "POST", "PATCH", "DELETE", "OPTIONS", "HEAD", "PUT"}
 # the start, so an error ratio reads 0 (not "no data") and rate() sees the first 5xx.
 STATUS_CLASSES = ("2xx", "4xx", "5xx")
 AGGREGATORS = ("search", "votes")
-VOTE_OUTCOMES = ("accepted", "duplicate", "not_found")
+VOTE_OUTCOMES = ("accepted", "duplicate", "not_found", "network_limited")
 
 # ---- HTTP -----------------------------------------------------------------------------------
 HTTP_REQUESTS = Counter(
@@ -131,6 +131,23 @@ SEARCHES = Counter(
     "myashes_searches_recorded_total", "Search analytics events recorded, by mode", ["mode"]
 )
 
+# Tally check (aggregators/tallies.py): the last check's result, from whichever worker ran it.
+TALLY_DRIFT = Gauge(
+    "myashes_tally_drift",
+    "Builds whose rating_sum/vote_count differed from a recount of build_votes at the last "
+    "tally check (repaired by it; must be 0)",
+    multiprocess_mode="mostrecent",
+)
+TALLY_DRIFT_FOUND = Counter(
+    "myashes_tally_drift_found",
+    "Builds the periodic tally checks found drifted (each repaired by the check that found it)",
+)
+TALLY_CHECKED_AT = Gauge(
+    "myashes_tally_last_check_timestamp_seconds",
+    "When the last tally check finished (Unix time)",
+    multiprocess_mode="mostrecent",
+)
+
 # ---- Dependencies --------------------------------------------------------------------------
 DEPENDENCY_UP = Gauge(
     "myashes_dependency_up",
@@ -167,6 +184,12 @@ def vote(outcome: str) -> None:
 
 def feedback(rating: str) -> None:
     FEEDBACK.labels(rating).inc()
+
+
+def tally_check(drift: int) -> None:
+    TALLY_DRIFT.set(drift)
+    TALLY_DRIFT_FOUND.inc(drift)
+    TALLY_CHECKED_AT.set_to_current_time()
 
 
 def init_series() -> None:
