@@ -17,7 +17,7 @@ from service.ctx import ApiRequest
 from service.http.docs import _schema, doc
 from service.http.responses import json_response
 from service.http.validation import decode_body, parse_query
-from service.insights import export, feedback_list, reports
+from service.insights import export, feedback_list, reports, views
 
 
 class FeedbackNotFound(AppError):
@@ -101,6 +101,8 @@ async def patterns(request: ApiRequest) -> HTTPResponse:
 @doc(
     operation_id="adminContentGaps",
     summary="Queries searched with no results, by distinct sessions, then searches",
+    description="Served from a copy in Valkey rebuilt in the background (a search shows "
+    "within the flush interval + 60 s).",
     query=shapes.GapsQuery,
     ok=(200, shapes.ContentGaps),
     errors=(422,),
@@ -109,7 +111,8 @@ async def patterns(request: ApiRequest) -> HTTPResponse:
 async def content_gaps(request: ApiRequest) -> HTTPResponse:
     require_admin(request)
     q = parse_query(request, shapes.GapsQuery)
-    return json_response(await reports.content_gaps(q.days, q.limit))
+    gaps = await views.content_gaps(request.app.ctx.content_gaps, q.days, q.limit)
+    return json_response(gaps)
 
 
 @doc(
