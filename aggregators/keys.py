@@ -62,3 +62,11 @@ CONTENT_GAPS_TOP_N = 100  # the largest `limit` the API accepts
 
 def content_gaps(days: int) -> str:
     return f"{PREFIX}:content-gaps:{days}d"
+
+
+# Admin feedback patterns: the same, per window in days (top PATTERNS_TOP_N).
+PATTERNS_TOP_N = 100
+
+
+def feedback_patterns(days: int) -> str:
+    return f"{PREFIX}:feedback-patterns:{days}d"

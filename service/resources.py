@@ -86,7 +86,11 @@ async def open_resources(app: App) -> None:
     ctx.popular = PopularQueries(ctx.db, ctx.valkey, fresh_s=settings.popular_cache_ttl_s)
     ctx.popular_builds = popular_builds.make_view(ctx.valkey, settings.popular_cache_ttl_s)
     ctx.content_gaps = insights_views.make_view(ctx.valkey, settings.popular_cache_ttl_s)
-    for view in (ctx.popular.view, ctx.popular_builds, ctx.content_gaps):
+    ctx.feedback_patterns = insights_views.make_patterns_view(
+        ctx.valkey, settings.popular_cache_ttl_s
+    )
+    views = (ctx.popular.view, ctx.popular_builds, ctx.content_gaps, ctx.feedback_patterns)
+    for view in views:
         stack.push_async_callback(view.close)
     for aggregator in (ctx.search, ctx.votes):
         aggregator.start()

@@ -451,14 +451,27 @@ async def test_long_window_patterns_pruned_by_all_time_totals(
         await send_feedback(client, query=query, rating=rating)
     totals = await sql.fetch("SELECT query_norm, down, up FROM feedback_queries ORDER BY 1")
     assert [tuple(r) for r in totals] == [("alpha", 2, 2), ("beta", 2, 0), ("gamma", 1, 0)]
-    direct = await ok(client, "/admin/feedback/patterns", limit=1)
+    direct = await reports.patterns(7, 1)
     monkeypatch.setattr(reports, "DIRECT_MAX_FEEDBACK", 0)
     monkeypatch.setattr(reports, "FIRST_PRUNED", 0)
-    pruned = await ok(client, "/admin/feedback/patterns", limit=1)
+    pruned = await reports.patterns(7, 1)
     assert pruned == direct
-    assert [(i["query"], i["down"], i["down_rate"]) for i in pruned["items"]] == [("beta", 2, 1.0)]
+    assert [(i.query, i.down, i.down_rate) for i in pruned.items] == [("beta", 2, 1.0)]
     everything = await ok(client, "/admin/feedback/patterns", limit=5)
     assert [i["query"] for i in everything["items"]] == ["beta", "alpha", "gamma"]
+
+
+async def test_patterns_served_from_a_copy(client: httpx.AsyncClient, valkey) -> None:
+    """The patterns of a window are a Valkey copy (fresh for 60 s), rebuilt once it is gone."""
+    await send_feedback(client, query="mage", rating="down")
+    first = await ok(client, "/admin/feedback/patterns")
+    assert [(i["query"], i["down"]) for i in first["items"]] == [("mage", 1)]
+    await send_feedback(client, query="mage", rating="down")
+    assert await ok(client, "/admin/feedback/patterns") == first
+    assert await valkey.ttl(keys.feedback_patterns(7)) > 0
+    await valkey.delete(keys.feedback_patterns(7))
+    again = await ok(client, "/admin/feedback/patterns")
+    assert [(i["query"], i["down"]) for i in again["items"]] == [("mage", 2)]
 
 
 async def test_admin_reads_are_rate_limited_like_other_gets(

@@ -87,6 +87,8 @@ async def summary(request: ApiRequest) -> HTTPResponse:
 @doc(
     operation_id="adminFeedbackPatterns",
     summary="Normalised queries with the most thumbs-down (then by down rate)",
+    description="Served from a copy in Valkey rebuilt in the background (feedback shows "
+    "within 60 s).",
     query=shapes.TopQuery,
     ok=(200, shapes.Patterns),
     errors=(422,),
@@ -95,7 +97,8 @@ async def summary(request: ApiRequest) -> HTTPResponse:
 async def patterns(request: ApiRequest) -> HTTPResponse:
     require_admin(request)
     q = parse_query(request, shapes.TopQuery)
-    return json_response(await reports.patterns(q.days, q.limit))
+    found = await views.patterns(request.app.ctx.feedback_patterns, q.days, q.limit)
+    return json_response(found)
 
 
 @doc(
