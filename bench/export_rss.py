@@ -1,5 +1,7 @@
 """CSV export memory: RSS of the serving worker while GET /admin/feedback/export.csv streams
 every feedback row (target: grows < 20 MB for 1M rows). Writes bench/results/export_rss.md.
+Then every admin read through HTTP on the same server (EXPORT_REQUESTS each, sequential, the
+Valkey copies warm as in production): p50/p99 in bench/results/admin_endpoints.md.
 
 Database: EXPORT_DATABASE_URL, else the embedded cluster of `make plans` (.data/pg, database
 myashes_plans, seeded by it with PLANS_FEEDBACK rows); Valkey: EXPORT_VALKEY_URL, else an
@@ -28,6 +30,43 @@ from tests.server import ServerProcess  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 TARGET_MB = 20.0
+REQUESTS = int(os.environ.get("EXPORT_REQUESTS", 200))
+ENDPOINTS = [
+    "/api/v1/admin/feedback",
+    "/api/v1/admin/feedback?status=new&rating=down",
+    "/api/v1/admin/feedback?q=caravan%20castle",
+    "/api/v1/admin/feedback/summary?days=7",
+    "/api/v1/admin/feedback/summary?days=365",
+    "/api/v1/admin/feedback/patterns?days=7",
+    "/api/v1/admin/feedback/patterns?days=90",
+    "/api/v1/admin/feedback/patterns?days=365",
+    "/api/v1/admin/insights/content-gaps?days=1",
+    "/api/v1/admin/insights/content-gaps?days=7",
+    "/api/v1/admin/insights/content-gaps?days=90",
+]
+
+
+def latencies(client: httpx.Client, auth: dict[str, str]) -> list[str]:
+    """p50/p99 per endpoint; the first request (a cold copy is built) is reported apart."""
+    lines = [
+        "| endpoint | first request ms | p50 ms | p99 ms | requests |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for path in ENDPOINTS:
+        started = time.perf_counter()
+        assert client.get(path, headers=auth).status_code == 200
+        first = (time.perf_counter() - started) * 1000
+        times = []
+        for _ in range(REQUESTS):
+            started = time.perf_counter()
+            response = client.get(path, headers=auth)
+            times.append((time.perf_counter() - started) * 1000)
+            assert response.status_code == 200, response.text
+        times.sort()
+        p50, p99 = times[len(times) // 2], times[min(len(times) - 1, int(len(times) * 0.99))]
+        lines.append(f"| `{path}` | {first:.1f} | {p50:.2f} | {p99:.2f} | {REQUESTS} |")
+        print(lines[-1], flush=True)
+    return lines
 
 
 def rss_kb(pid: int) -> int:
@@ -93,6 +132,7 @@ def main() -> None:
             sampler.running = False
             sampler.join()
             after = rss_kb(pid)
+            endpoint_lines = latencies(client, auth)
     finally:
         server.kill()
         if valkey is not None:
@@ -118,6 +158,21 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "export_rss.md").write_text("\n".join(report))
     print("\n".join(report))
+    (RESULTS / "admin_endpoints.md").write_text(
+        "\n".join(
+            [
+                f"# Admin endpoints through HTTP — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+                "",
+                f"`python -m bench.export_rss` (after `make plans`: {rows} feedback rows, the "
+                "plans' search events): one worker, rate limits off, one client in sequence on "
+                "127.0.0.1, the machine's 2 cores shared with other work. Patterns and content "
+                "gaps come from their Valkey copies once built (the first request builds it).",
+                "",
+                *endpoint_lines,
+                "",
+            ]
+        )
+    )
 
 
 async def _count(url: str) -> int:
