@@ -49,7 +49,7 @@ def item_of(row: dict[str, Any]) -> shapes.FeedbackItem:
 # Text search (q) first looks among the newest RECENT_SCAN rows of the other filters, in page
 # order: a common term fills the page there (a bitmap of its trigram matches would be large);
 # a rare one falls back to the trigram indexes. Both answers are the newest matches: exact.
-RECENT_SCAN = 20_000
+RECENT_SCAN = 2000
 ORDER = " ORDER BY received_at DESC, feedback_id DESC"
 
 
