@@ -46,16 +46,8 @@ def item_of(row: dict[str, Any]) -> shapes.FeedbackItem:
     )
 
 
-# Text search (q) first looks among the newest RECENT_SCAN rows of the other filters, in page
-# order: a common term fills the page there (a bitmap of its trigram matches would be large);
-# a rare one falls back to the trigram indexes. Both answers are the newest matches: exact.
-RECENT_SCAN = 2000
-ORDER = " ORDER BY received_at DESC, feedback_id DESC"
-
-
-def list_sql(q: shapes.FeedbackListQuery, *, recent: int | None = None) -> tuple[str, list[Any]]:
-    """The page statement for these filters (only the conditions given, so each plan fits);
-    `recent`: match `q` among that many newest rows of the other filters only."""
+def list_sql(q: shapes.FeedbackListQuery) -> tuple[str, list[Any]]:
+    """The page statement for these filters (only the conditions given, so each plan fits)."""
     where: list[str] = []
     args: list[Any] = []
 
@@ -72,39 +64,25 @@ def list_sql(q: shapes.FeedbackListQuery, *, recent: int | None = None) -> tuple
         where.append(f"received_at >= {arg(start)}")
     if stop is not None:
         where.append(f"received_at < {arg(stop)}")
+    if q.q is not None:
+        pattern = arg(like_pattern(q.q))
+        where.append(f"(query ILIKE {pattern} OR comment ILIKE {pattern})")
     if q.cursor is not None:
         cursor = shapes.Cursor.decode(q.cursor)
         where.append(
             f"(received_at, feedback_id) < ({arg(cursor.received_at)}, {arg(cursor.feedback_id)})"
         )
-    text = ""
-    if q.q is not None:
-        pattern = arg(like_pattern(q.q))
-        text = f"(query ILIKE {pattern} OR comment ILIKE {pattern})"
-    source = "feedback"
-    if text and recent is not None:
-        condition = " AND ".join(where) or "true"
-        source = f"(SELECT * FROM feedback WHERE {condition}{ORDER} LIMIT {arg(recent)}) recent"  # noqa: S608
-        where = [text]
-    elif text:
-        where.append(text)
     condition = " AND ".join(where) or "true"
     sql = (
-        f"SELECT {COLUMNS} FROM {source} WHERE {condition}"  # noqa: S608 - constant fragments
-        f"{ORDER} LIMIT {arg(q.limit + 1)}"
+        f"SELECT {COLUMNS} FROM feedback WHERE {condition}"  # noqa: S608 - constant fragments
+        f" ORDER BY received_at DESC, feedback_id DESC LIMIT {arg(q.limit + 1)}"
     )
     return sql, args
 
 
 async def list_feedback(q: shapes.FeedbackListQuery) -> shapes.FeedbackPage:
-    db = connections.get("default")
-    rows: list[dict[str, Any]] = []
-    if q.q is not None:
-        sql, args = list_sql(q, recent=RECENT_SCAN)
-        rows = await db.execute_query_dict(sql, args)
-    if len(rows) <= q.limit:  # no text search, or too few matches among the newest rows
-        sql, args = list_sql(q)
-        rows = await db.execute_query_dict(sql, args)
+    sql, args = list_sql(q)
+    rows = await connections.get("default").execute_query_dict(sql, args)
     more = len(rows) > q.limit
     rows = rows[: q.limit]
     next_cursor = None
