@@ -88,3 +88,9 @@ plans: setup
 .PHONY: profile-votes
 profile-votes: setup
 	$(PY) -m bench.profile_votes
+
+## export-rss: RSS growth of one worker streaming the whole feedback CSV export (target < 20 MB
+## for 1M rows; run `make plans` first to seed them); writes bench/results/export_rss.md
+.PHONY: export-rss
+export-rss: setup
+	$(PY) -m bench.export_rss

@@ -53,3 +53,20 @@ def view_lock(key: str) -> str:
 
 def rating(build_id: str) -> str:
     return f"{PREFIX}:rating:{build_id}"
+
+
+# Admin content gaps (service/insights/views.py): the top CONTENT_GAPS_TOP_N per window in days,
+# a JSON copy rebuilt like the other views (fresh within POPULAR_CACHE_TTL_S).
+CONTENT_GAPS_TOP_N = 100  # the largest `limit` the API accepts
+
+
+def content_gaps(days: int) -> str:
+    return f"{PREFIX}:content-gaps:{days}d"
+
+
+# Admin feedback patterns: the same, per window in days (top PATTERNS_TOP_N).
+PATTERNS_TOP_N = 100
+
+
+def feedback_patterns(days: int) -> str:
+    return f"{PREFIX}:feedback-patterns:{days}d"

@@ -16,7 +16,8 @@ VOTES = int(os.environ.get("PLANS_VOTES", 1_000_000))
 EVENTS = int(os.environ.get("PLANS_EVENTS", 5_000_000))
 TABLES = (
     "builds, build_votes, feedback, search_events, search_rollups, search_rollup_sessions, "
-    "search_rollup_sources, flush_log"
+    "search_rollup_sources, flush_log, feedback_rollups, feedback_rollup_sessions, feedback_daily, "
+    "feedback_queries, search_zero_queries"
 )
 # Skewed like a real player base: tanks and clerics are common picks, bards rare.
 ARCHETYPE_MIX = (
@@ -86,11 +87,13 @@ INSERT INTO search_events (query, query_norm, search_mode, result_count, session
     created_at, batch_id)
 SELECT q, q, (ARRAY['quick', 'quick', 'quick', 'smart', 'smart', 'deep'])
                  [1 + floor(random() * 6)::int],
-       floor(random() * 50)::int,
+       -- ~1 in 8 searches finds nothing (content gaps), more for the long tail
+       CASE WHEN random() < 0.05 + 0.15 * (qi >= 900)::int THEN 0
+            ELSE 1 + floor(random() * 49)::int END,
        'sess_' || lpad(to_hex(floor(random() * 1000000)::int), 24, '0'),
        now() - interval '90 days' + (i::float8 / $1::int) * interval '90 days',
        md5((i / 10000)::text)::uuid
-FROM (SELECT i, w[1 + qi % 30] || ' ' || w[1 + (qi / 30) % 30]
+FROM (SELECT i, qi, w[1 + qi % 30] || ' ' || w[1 + (qi / 30) % 30]
                 || CASE WHEN qi >= 900 THEN ' ' || w[1 + (qi / 900) % 30] ELSE '' END AS q
       FROM (SELECT i, floor(27900 * random() ^ 4)::int AS qi
             FROM generate_series(1, $1::int) i) x, string_to_array($2::text, ' ') w) e
@@ -100,12 +103,14 @@ FROM (SELECT i, w[1 + qi % 30] || ' ' || w[1 + (qi / 30) % 30]
         "rollups (the aggregator's key_hash formula)",
         """
 INSERT INTO search_rollups (key_hash, hour, query_norm, search_mode, count, sessions,
-                            sources)
+                            sources, zero_count, zero_sessions)
 SELECT hashtextextended(h::text || E'\\x1f' || query_norm || E'\\x1f' || search_mode, 0),
        to_timestamp(h * 3600), query_norm, search_mode, count(*), count(DISTINCT session_id),
-       count(DISTINCT hashtextextended(session_id, 0) % 50000)
+       count(DISTINCT hashtextextended(session_id, 0) % 50000),
+       count(*) FILTER (WHERE result_count = 0),
+       count(DISTINCT session_id) FILTER (WHERE result_count = 0)
 FROM (SELECT floor(extract(epoch FROM created_at) / 3600)::int8 AS h, query_norm,
-             search_mode, session_id FROM search_events) e
+             search_mode, session_id, result_count FROM search_events) e
 GROUP BY h, query_norm, search_mode
 """,
     ),
@@ -113,10 +118,12 @@ GROUP BY h, query_norm, search_mode
         "rollup sessions",
         """
 INSERT INTO search_rollup_sessions (key_hash, session_hash)
-SELECT DISTINCT hashtextextended(h::text || E'\\x1f' || query_norm || E'\\x1f' || search_mode, 0),
+SELECT DISTINCT hashtextextended(h::text || E'\\x1f' || query_norm || E'\\x1f' || search_mode
+                                || x, 0),
        hashtextextended(session_id, 0)
 FROM (SELECT floor(extract(epoch FROM created_at) / 3600)::int8 AS h, query_norm,
-             search_mode, session_id FROM search_events) e
+             search_mode, session_id, result_count = 0 AS z FROM search_events) e
+CROSS JOIN LATERAL unnest(CASE WHEN z THEN ARRAY['', E'\\x1f0'] ELSE ARRAY[''] END) AS x(x)
 ORDER BY 1, 2
 """,
     ),

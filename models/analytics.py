@@ -45,10 +45,28 @@ class SearchRollup(Model):
     count = fields.BigIntField(default=0)
     sessions = fields.IntField(default=0)
     sources = fields.IntField(default=0)
+    # Content gaps: the searches of this key that found nothing (result_count = 0) and their
+    # distinct sessions (session rows under zero_key_hash, see aggregators/search.py).
+    zero_count = fields.BigIntField(default=0)
+    zero_sessions = fields.IntField(default=0)
 
     class Meta:
         table = "search_rollups"
         indexes = (Index(fields=("hour", "search_mode"), name="search_rollups_hour_idx"),)
+
+
+class SearchZeroQuery(Model):
+    """All-time searches without results per normalised query, written by the same flush:
+    the upper bound with which content gaps prune their candidates."""
+
+    id = fields.BigIntField(pk=True)
+    query_norm = fields.CharField(max_length=500, unique=True)
+    count = fields.BigIntField(default=0)
+    last_at = fields.DatetimeField()
+
+    class Meta:
+        table = "search_zero_queries"
+        indexes = (Index(fields=("count", "query_norm"), name="search_zero_queries_count_idx"),)
 
 
 class HiddenQuery(Model):

@@ -182,8 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     make = sub.add_parser("makemigration", help="generate a migration from model changes")
     make.add_argument("name")
     token = sub.add_parser("token", help="print a token of the local development issuer")
-    token.add_argument("--sub", required=True, help="player id, e.g. steam:76561198000000000")
-    token.add_argument("--name", required=True, help="display name")
+    # Defaults: `python -m service token --role admin` is enough to open /admin locally.
+    token.add_argument(
+        "--sub", default="local:developer", help="player id, e.g. steam:76561198000000000"
+    )
+    token.add_argument("--name", default="Developer", help="display name")
     token.add_argument("--role", action="append", default=[], help="a role (repeat): admin")
     token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
     args = parser.parse_args(argv)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from aggregators.tallies import PeriodicTallyCheck
     from aggregators.views import CachedView
     from aggregators.votes import VoteAggregator
+    from service.contract.insights import ContentGap, Pattern
     from service.telemetry.dependencies import DependencyMonitor
     from service.telemetry.schema import SchemaGate
     from service.telemetry.worker_metrics import WorkerMetrics
@@ -37,6 +38,8 @@ class Ctx:
     tally_check: PeriodicTallyCheck
     popular: PopularQueries
     popular_builds: CachedView[list[str]]  # ranked build ids (service.builds.popular)
+    content_gaps: CachedView[list[ContentGap]]  # admin insights (service.insights.views)
+    feedback_patterns: CachedView[list[Pattern]]
     dependencies: DependencyMonitor
     schema: SchemaGate
 

@@ -15,6 +15,7 @@ from aggregators.votes import VOTES_PER_NETWORK, VoteAggregator
 from service.builds import popular as popular_builds
 from service.config import SettingsError
 from service.ctx import App, Ctx
+from service.insights import views as insights_views
 from service.runtime import db, supervisor
 from service.telemetry import metrics
 from service.telemetry.dependencies import DependencyMonitor
@@ -84,7 +85,12 @@ async def open_resources(app: App) -> None:
     )
     ctx.popular = PopularQueries(ctx.db, ctx.valkey, fresh_s=settings.popular_cache_ttl_s)
     ctx.popular_builds = popular_builds.make_view(ctx.valkey, settings.popular_cache_ttl_s)
-    for view in (ctx.popular.view, ctx.popular_builds):
+    ctx.content_gaps = insights_views.make_view(ctx.valkey, settings.popular_cache_ttl_s)
+    ctx.feedback_patterns = insights_views.make_patterns_view(
+        ctx.valkey, settings.popular_cache_ttl_s
+    )
+    views = (ctx.popular.view, ctx.popular_builds, ctx.content_gaps, ctx.feedback_patterns)
+    for view in views:
         stack.push_async_callback(view.close)
     for aggregator in (ctx.search, ctx.votes):
         aggregator.start()

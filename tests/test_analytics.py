@@ -337,3 +337,29 @@ async def test_popular_queries_rejects_bad_parameters(client, params, field):
     body = r.json()
     assert body["error"] == "validation_error"
     assert body["details"][0]["field"] == field
+
+
+async def test_rollups_keep_zero_result_searches_and_their_sessions(client, app, sql):
+    """Content gaps: per key, the searches that found nothing and their distinct sessions,
+    accumulated across flushes like count/sessions; other searches leave them alone."""
+    for query, session, found in [
+        ("Siege  engines", SESSION_A, 0),
+        ("siege engines", SESSION_A, 0),
+        ("siege engines", SESSION_B, 4),
+        ("healer", SESSION_C, 2),
+    ]:
+        r = await record(client, query, session=session, result_count=found)
+        assert r.status_code == 201
+    assert await app.ctx.search.flush() == 4
+    assert (await record(client, "SIEGE engines", session=SESSION_C, result_count=0)).is_success
+    assert (await record(client, "siege engines", session=SESSION_A, result_count=0)).is_success
+    assert await app.ctx.search.flush() == 2
+    rollups = await sql.fetch(
+        "SELECT query_norm, count, sessions, zero_count, zero_sessions FROM search_rollups"
+        " ORDER BY query_norm"
+    )
+    assert [tuple(r) for r in rollups] == [("healer", 1, 1, 0, 0), ("siege engines", 5, 3, 4, 2)]
+    # 3 sessions under siege engines' key, 2 under its zero key, 1 under healer's.
+    assert await sql.fetchval("SELECT count(*) FROM search_rollup_sessions") == 6
+    totals = await sql.fetch("SELECT query_norm, count FROM search_zero_queries")
+    assert [tuple(r) for r in totals] == [("siege engines", 4)]

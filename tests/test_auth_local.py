@@ -167,3 +167,17 @@ def test_make_run_accepts_the_printed_token(stores: Stores, tmp_path: Path) -> N
     finally:
         server.terminate()
         server.wait(60)
+
+
+async def test_role_alone_is_enough_for_the_admin_page(
+    local: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """README "Admin page": `python -m service token --role admin` opens /admin locally."""
+    done = token_cli(tmp_path, "--role", "admin")
+    assert done.returncode == 0, done.stderr
+    response = await local.get(
+        "/api/v1/admin/feedback/summary", headers=bearer(done.stdout.strip())
+    )
+    assert response.status_code == 200
+    status = await local.get(STATUS, headers=bearer(done.stdout.strip()))
+    assert status.json()["player"] == {"display_name": "Developer"}

@@ -49,9 +49,61 @@ async def test_created_shape_and_row(client: httpx.AsyncClient, sql) -> None:
         "comment": "helpful",
         "session_id": session,
         "received_at": row["received_at"],
+        "query_norm": "best tank build",
+        "status": "new",
+        "note": None,
+        "reviewed_by": None,
+        "reviewed_by_player": None,
+        "reviewed_at": None,
     }
     received = datetime.fromisoformat(body["received_at"])
     assert abs(row["received_at"] - received) < timedelta(milliseconds=1)
+
+
+async def test_rollups_in_the_same_transaction(client: httpx.AsyncClient, sql) -> None:
+    """Each insert counts once per (day, mode, normalised query, rating) and per (day, mode,
+    rating); distinct sessions per key; a session repeating itself is one session."""
+    alice, bob = new_session(), new_session()
+    sent = [
+        (alice, feedback(query="Best  TANK build", rating="down")),
+        (alice, feedback(query="best tank build", rating="down")),
+        (bob, feedback(query="best tank build ", rating="down")),
+        (bob, feedback(query="best tank build", rating="up")),
+        (bob, feedback(query="healer", rating="up", search_mode="deep")),
+    ]
+    received = []
+    for session, body in sent:
+        response = await post(client, body, headers=headers(session))
+        assert response.status_code == 201
+        received.append(datetime.fromisoformat(response.json()["received_at"]))
+    day = received[0].date()
+    rollups = await sql.fetch(
+        "SELECT day, query_norm, search_mode, rating, count, sessions,"
+        " date_trunc('milliseconds', last_at)"
+        " FROM feedback_rollups ORDER BY query_norm, rating"
+    )
+    assert [tuple(r) for r in rollups] == [
+        (day, "best tank build", "smart", "down", 3, 2, received[2]),
+        (day, "best tank build", "smart", "up", 1, 1, received[3]),
+        (day, "healer", "deep", "up", 1, 1, received[4]),
+    ]
+    daily = await sql.fetch(
+        "SELECT day, search_mode, rating, count FROM feedback_daily ORDER BY search_mode, rating"
+    )
+    assert [tuple(r) for r in daily] == [
+        (day, "deep", "up", 1),
+        (day, "smart", "down", 3),
+        (day, "smart", "up", 1),
+    ]
+    assert await sql.fetchval("SELECT count(*) FROM feedback_rollup_sessions") == 4
+    totals = await sql.fetch(
+        "SELECT query_norm, down, up, date_trunc('milliseconds', last_at)"
+        " FROM feedback_queries ORDER BY query_norm"
+    )
+    assert [tuple(r) for r in totals] == [
+        ("best tank build", 3, 1, received[3]),
+        ("healer", 0, 1, received[4]),
+    ]
 
 
 async def test_generated_session_is_stored(client: httpx.AsyncClient, sql) -> None:

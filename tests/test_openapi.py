@@ -107,6 +107,11 @@ async def test_rate_limited_operations_say_so(spec: dict[str, Any]) -> None:
         ("/api/v1/analytics/popular-queries", "get"),
         ("/api/v1/builds/auth/status", "get"),
         ("/api/v1/builds/auth/claim", "post"),
+        ("/api/v1/admin/feedback", "get"),
+        ("/api/v1/admin/feedback/summary", "get"),
+        ("/api/v1/admin/feedback/patterns", "get"),
+        ("/api/v1/admin/feedback/export.csv", "get"),
+        ("/api/v1/admin/insights/content-gaps", "get"),
         ("/api/v1/admin/insights/hidden-queries", "get"),
     }
     for path, method in limited:
@@ -208,7 +213,7 @@ async def test_every_route_that_reads_the_token_says_so(spec: dict[str, Any]) ->
             assert "security" not in op, where
             assert "401" not in op["responses"], where
             continue
-        required = op["operationId"] in TOKEN_REQUIRED
+        required = op["operationId"] in TOKEN_REQUIRED or path.startswith("/api/v1/admin/")
         expected = [{"bearerAuth": []}] if required else [{}, {"bearerAuth": []}]
         assert op["security"] == expected, where
         unauthorized = op["responses"]["401"]

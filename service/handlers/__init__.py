@@ -6,6 +6,8 @@ from sanic import Blueprint
 
 from service.ctx import App
 from service.handlers import (
+    admin,
+    admin_page,
     admin_queries,
     analytics,
     bench,
@@ -26,11 +28,13 @@ def register(app: App) -> None:
         votes.blueprint(),
         feedback.blueprint(),
         analytics.blueprint(),
+        admin.blueprint(),
         admin_queries.blueprint(),
         url_prefix="/api/v1",
     )
     app.blueprint(api)
     app.blueprint(health.blueprint())
+    app.blueprint(admin_page.blueprint())
     app.blueprint(openapi.blueprint())
     if app.ctx.settings.auth_local:
         app.blueprint(players.jwks_blueprint())

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from sanic import Blueprint, HTTPResponse
 
-from models import Feedback
 from service.contract import schemas
 from service.contract.formats import iso
-from service.contract.ids import create_with_fresh_id
 from service.ctx import ApiRequest
 from service.http import ratelimit
 from service.http.docs import doc
 from service.http.responses import json_response
 from service.http.sessions import session_of
 from service.http.validation import decode_body
+from service.insights import feedback_store
 from service.telemetry import metrics
 
 
@@ -25,18 +24,18 @@ from service.telemetry import metrics
 )
 async def create_feedback(request: ApiRequest) -> HTTPResponse:
     body = decode_body(request, schemas.FeedbackIn)
-    row = await create_with_fresh_id(
-        Feedback,
-        "f",
-        query=body.query,
-        response_snippet=body.response_snippet,
-        search_mode=body.search_mode,
-        rating=body.rating,
-        comment=body.comment,
-        session_id=session_of(request),
+    feedback_id, received_at = await feedback_store.record(
+        feedback_store.NewFeedback(
+            query=body.query,
+            response_snippet=body.response_snippet,
+            search_mode=body.search_mode,
+            rating=body.rating,
+            comment=body.comment,
+            session_id=session_of(request),
+        )
     )
     metrics.feedback(body.rating)
-    out = schemas.FeedbackOut(feedback_id=row.feedback_id, received_at=iso(row.received_at))
+    out = schemas.FeedbackOut(feedback_id=feedback_id, received_at=iso(received_at))
     return json_response(out, 201)
 
 
