@@ -48,10 +48,13 @@ _WHAT = {
 }
 LOG_INTERVAL_S = 60.0
 SCOPES = ("player", "session", "ip")  # who a limit counts: myashes_rate_limited_total{scope}
+# Votes on one build from one source network per 24 h (counted by the vote aggregator).
+NETWORK_SCOPE = "network"
 
 RATE_LIMITED = Counter(
     "myashes_rate_limited_total",
-    "Requests answered 429 rate_limited, by category and the limit hit (player, session, ip).",
+    "Requests answered 429 rate_limited, by category and the limit hit (player, session, ip; "
+    "network: votes on one build from one source network).",
     ["category", "scope"],
 )
 FAIL_OPEN = Counter(
@@ -143,6 +146,7 @@ class Guard:
         for category in self.rules:  # per worker: every series the dashboard shows, from 0
             for scope in SCOPES:
                 RATE_LIMITED.labels(category, scope)
+        RATE_LIMITED.labels(VOTE, NETWORK_SCOPE)
         url = app.ctx.settings.valkey_url
         if url is not None:
             self.counter = RateCounter(url)
