@@ -24,7 +24,9 @@ DOCS: dict[str, str] = {
     "website_url": "base of share_url in build responses",
     "cors_origins": "comma-separated origins allowed by CORS",
     "max_body_bytes": "largest request body; larger is 413 payload_too_large",
-    "request_timeout_s": "time to receive a request / produce a response (408 / 503)",
+    "request_timeout_s": "time to receive a whole request, line + headers + body (408), and "
+    "to produce a response (503)",
+    "max_connections_per_worker": "open connections per worker; more are answered 503 and closed",
     "graceful_shutdown_s": "Sanic drain on SIGTERM before the final flush",
     "final_flush_timeout_s": "budget of the aggregators' final flush on stop",
     "flush_interval_s": "how often each worker flushes buffered search events",
