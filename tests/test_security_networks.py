@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from service.builds import popular as popular_module
 from service.ctx import App
@@ -274,3 +275,17 @@ async def test_ranking_looks_past_hidden_candidates(app: App, sql, monkeypatch) 
     await sql.execute("UPDATE builds SET is_public = false WHERE build_id = ANY($1)", hidden)
     assert await popular_names(app, period="all") == ["shown"]
     assert await popular_module.rank("all", False, limit=1) == [shown]
+
+
+async def test_network_refusals_are_counted(app: App) -> None:
+    build_id = await new_build(app, new_session())
+    before = REGISTRY.get_sample_value(
+        "myashes_rate_limited_total", {"category": "vote", "scope": "network"}
+    )
+    for host in range(1, 13):
+        await vote_from(app, f"203.0.113.{host}", build_id)
+    after = REGISTRY.get_sample_value(
+        "myashes_rate_limited_total", {"category": "vote", "scope": "network"}
+    )
+    assert before is not None  # pre-created with the limiter
+    assert after == before + 2

@@ -10,7 +10,6 @@ a worker at +83 MiB (issue 17, item 8). Here the clock starts with the request's
 
 from __future__ import annotations
 
-import logging
 import re
 from asyncio import BaseTransport, Transport
 from time import monotonic as current_time
@@ -21,8 +20,6 @@ from sanic.exceptions import BadRequest, RequestTimeout
 from sanic.http import Http, Stage
 from sanic.models.server_types import ConnInfo
 from sanic.server.protocols.http_protocol import HttpProtocol
-
-log = logging.getLogger("myashes.http")
 
 REFUSED = Counter(
     "myashes_connections_refused_total",
@@ -40,10 +37,11 @@ BUSY = (
 # token, with no whitespace before the colon (RFC 9112 section 5.1: a server MUST answer 400).
 # Sanic 25.12.1's parser (sanic/http/http1.py, http1_request_header) splits a field line at
 # its first colon and keeps "content-length " as the name: the body of "Content-Length : 48"
-# is then read as a second, smuggled request on the same connection. Upstream: searched
-# https://github.com/sanic-org/sanic/issues (2026-11-29, "header name whitespace",
-# "smuggling") and found no report of it; the report to file is drafted in README.md,
-# "Security". Other servers fixed the same bug: cherrypy/cheroot#714, netty/netty#9585.
+# is then read as a second, smuggled request on the same connection. Upstream: a search of
+# the sanic-org/sanic issues we could reach (2026-11-29: "header name whitespace",
+# "smuggling", "RFC 9112 field name") found no report of it; the report to file is drafted
+# in README.md, "Security". The same bug, fixed elsewhere: cherrypy/cheroot#714 (open),
+# netty/netty#9585, apple/servicetalk#901.
 # Values: visible ASCII, obs-text, SP and HTAB only (no NUL, no bare CR or LF).
 # Targets: origin-form (/path?query), asterisk-form (*) and absolute-form (http[s]://...);
 # authority-form (CONNECT host:port) is not served here.
