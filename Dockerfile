@@ -3,24 +3,32 @@
 # Linted offline with hadolint (make deploy-check). Runs as uid 10001 on a read-only root
 # filesystem in k8s; writable paths are /tmp and $PROMETHEUS_MULTIPROC_DIR (emptyDirs).
 
-# ---- build: every wheel the runtime needs (no compiler needed: all deps ship wheels) ----
-FROM python:3.11-slim AS build
+# Base image pinned by digest (a tag can be re-pointed): the python:3.11-slim index digest
+# below, the same in both stages. Bump it with the tag's current digest
+# (`docker buildx imagetools inspect python:3.11-slim`), then run `make deploy-check`.
+
+# ---- build: every wheel the runtime needs, each checked against requirements.lock ----
+FROM python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7 AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-# Dependencies first: this layer only changes with pyproject.toml / constraints.txt.
-# (README.md is the package readme; the wheel of our own, still empty, package is dropped.)
-COPY pyproject.toml constraints.txt README.md ./
-RUN pip wheel --no-cache-dir --wheel-dir /wheels --constraint constraints.txt . \
-    && rm -f /wheels/myashes_backend-*.whl
-# Then the application code as its own wheel.
+# Dependencies first: this layer only changes with requirements.lock (`make lock` writes it
+# from pyproject.toml and constraints.txt, with the sha256 of every file PyPI has for each
+# pinned version). --require-hashes: a file whose hash is not in the lock fails the build;
+# wheels only (all dependencies ship them), so no sdist build runs unverified code.
+COPY pyproject.toml requirements.lock README.md ./
+RUN pip download --no-cache-dir --require-hashes --no-deps --only-binary=:all: \
+        --dest /wheels -r requirements.lock
+# Then the application code as its own wheel, built with the hash-checked setuptools from
+# /wheels (no build-isolation download of an unpinned one).
 COPY service ./service
 COPY models ./models
 COPY aggregators ./aggregators
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /dist .
+RUN pip install --no-cache-dir --no-index --no-deps /wheels/setuptools-*.whl \
+    && pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /dist .
 
 # ---- runtime: slim Python, our wheels, no build tools, non-root ----
-FROM python:3.11-slim AS runtime
+FROM python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7 AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -35,9 +43,12 @@ RUN groupadd --system --gid 10001 myashes \
     && mkdir -p /run/prometheus \
     && chown 10001:10001 /run/prometheus
 WORKDIR /app
-# Dependency layer (cached across code changes); wheels are bind-mounted, never copied in.
+# Dependency layer (cached across code changes); wheels and lock are bind-mounted, never
+# copied in. The hashes are checked again on install (--require-hashes).
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-cache-dir --no-index --find-links=/wheels /wheels/*.whl
+    --mount=type=bind,from=build,source=/src/requirements.lock,target=/tmp/requirements.lock \
+    pip install --no-cache-dir --no-index --find-links=/wheels --require-hashes --no-deps \
+        -r /tmp/requirements.lock
 # Code layer. Files stay root-owned: the service user can read, not modify them.
 RUN --mount=type=bind,from=build,source=/dist,target=/dist \
     pip install --no-cache-dir --no-index --no-deps /dist/*.whl

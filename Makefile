@@ -59,16 +59,35 @@ deploy-check: setup
 bench: setup
 	$(PY) -m bench.run
 
-## drills: fault drills on the real server, 2 workers (SIGTERM, kill -9, Postgres/Valkey down, slow
-## Postgres); DRILLS=sigterm,kill9 to pick, DRILL_OUTAGE_S=30; writes bench/results/drills.md
+## drills: fault drills on the real server, 2 workers (SIGTERM to PID 1 / to the process group,
+## SIGINT during start, kill -9, Postgres/Valkey down, slow Postgres, rolling restart of 3
+## instances behind HAProxy); DRILLS=sigterm,rolling to pick, DRILL_OUTAGE_S=30;
+## writes bench/results/drills.md
 drills: setup
 	$(PY) -m bench.drills
+
+## lock: requirements.lock, what the image installs (pip --require-hashes): the runtime
+## dependencies of pyproject.toml at constraints.txt's versions, with the sha256 of every file
+## PyPI has for them (the machine's pip config and local mirrors are ignored). Run it after
+## changing a runtime dependency or its pin; tests/test_deploy_image.py checks the result.
+.PHONY: lock
+lock: setup
+	PIP_CONFIG_FILE=/dev/null $(VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras \
+		--allow-unsafe --no-emit-index-url --no-emit-find-links \
+		--index-url https://pypi.org/simple --constraint constraints.txt \
+		--output-file requirements.lock pyproject.toml
 
 ## plans: EXPLAIN (ANALYZE, BUFFERS) of the service's SQL on 100k builds / 1M votes / 5M search
 ## events, list p99; writes bench/results/plans.md (PLANS_DATABASE_URL, else embedded)
 .PHONY: plans
 plans: setup
 	$(PY) -m bench.plans
+
+## profile-votes: py-spy on the worker while wrk votes (PROFILE_BUILD=hot: one build with 1M
+## votes); idle share, vote-path shares, batch size and duration (issue 13)
+.PHONY: profile-votes
+profile-votes: setup
+	$(PY) -m bench.profile_votes
 
 ## export-rss: RSS growth of one worker streaming the whole feedback CSV export (target < 20 MB
 ## for 1M rows; run `make plans` first to seed them); writes bench/results/export_rss.md

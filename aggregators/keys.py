@@ -4,8 +4,8 @@ from __future__ import annotations
 
 PREFIX = "myashes:v1"
 
-# Rate-limit windows (service/http/rate_counter.py, with the `limits` library's own key layout
-# under this prefix; each window key expires with its window).
+# Rate-limit windows (service/http/rate_counter.py: <prefix>:<category>:<scope>:<amount>/
+# <expiry>:<identity>[:prev]; each window key expires two windows after its first hit).
 RATE_LIMIT_PREFIX = "myashes:rl"
 
 # Read models rebuilt from Postgres (aggregators/views.py): a copy is served while younger

@@ -133,7 +133,7 @@ async def reconcile(
         if valkey is not None and repaired:
             tallies = {r["build_id"]: (r["rating_sum"], r["vote_count"]) for r in repaired}
             try:
-                await project_tallies(valkey, tallies)
+                await project_tallies(valkey, tallies, force=True)  # may lower a count
             except (RedisError, OSError) as exc:  # the next vote on the build projects it
                 log.warning("tally repair not projected to Valkey: %s", exc)
     report.duration_s = time.perf_counter() - started

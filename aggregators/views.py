@@ -58,7 +58,10 @@ class CachedView(Generic[T]):
         self.rebuilds = 0  # Postgres computations done by this worker
         self.fallbacks = 0  # reads answered without Valkey
 
-    async def get(self, key: str, compute: Callable[[], Awaitable[T]]) -> T:
+    async def get(self, key: str, compute: Callable[[], Awaitable[T]], *, slower: float = 1.0) -> T:
+        """The copy of `key`; `slower` stretches this key's freshness bound (and refresh age)
+        for a read model that is expensive to rebuild and changes slowly."""
+        fresh_s, refresh_after_s = self.fresh_s * slower, self.refresh_after_s * slower
         try:
             copy = await self._load(key)
             valkey_up = True
@@ -66,8 +69,8 @@ class CachedView(Generic[T]):
             copy, valkey_up = self._memo.get(key), False
             self.fallbacks += 1
         age = self._clock() - copy.built_at if copy is not None else None
-        if copy is not None and age is not None and age < self.fresh_s:
-            if valkey_up and age >= self.refresh_after_s:
+        if copy is not None and age is not None and age < fresh_s:
+            if valkey_up and age >= refresh_after_s:
                 self._refresh_in_background(key, compute)
             return copy.value
         return (await self._single_flight(key, compute, store=valkey_up)).value

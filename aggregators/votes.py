@@ -310,12 +310,16 @@ class VoteAggregator(BatchingActor[PendingVote, list[PendingVote]]):
                 await asyncio.wait(set(self._lanes))
         if self.stats.last_success is None:
             self.stats.last_success = time.monotonic()
+        await self._projected()
+        if self._unprojected:
+            await self._heal()
+            await self._projected()
+        return self.stats.flushed - before
+
+    async def _projected(self) -> None:
         if self._projector is not None:
             # Shielded so that a cancelled flush never cancels the projector.
             await asyncio.shield(self._projector)
-        if self._unprojected:
-            await self._heal()
-        return self.stats.flushed - before
 
     async def _write(self, batch: list[PendingVote], conn: Any = None) -> None:
         if conn is None:
@@ -347,6 +351,10 @@ class VoteAggregator(BatchingActor[PendingVote, list[PendingVote]]):
                 inserted.update(zip_keys(build_id, r["sessions"], r["players"]))
                 tallies[build_id] = (r["rating_sum"], r["vote_count"])
         self._answer(batch, access, inserted, tallies, limited)
+        self._enqueue(tallies)
+
+    def _enqueue(self, tallies: dict[str, tuple[int, int]]) -> None:
+        """Tallies to Valkey through the one projector task, in the order they were read."""
         if tallies:
             self._to_project.update(tallies)
             if self._projector is None or self._projector.done():
@@ -436,11 +444,13 @@ class VoteAggregator(BatchingActor[PendingVote, list[PendingVote]]):
                 vote.future.set_result(result)
 
     async def _heal(self) -> None:
-        """Re-project builds whose projection failed, with fresh tallies from Postgres."""
+        """Re-project builds whose projection failed, with fresh tallies from Postgres. Through
+        the projector, never around it: a projection still retrying with older tallies lands
+        first, so it cannot overwrite these (it did: stale hashes after a Valkey outage)."""
         build_ids = sorted(self._unprojected)
         rows = await self._db.execute_query_dict(_TALLIES_SQL, [build_ids])
         self._unprojected.difference_update(build_ids)
-        await self._project({r["build_id"]: (r["rating_sum"], r["vote_count"]) for r in rows})
+        self._enqueue({r["build_id"]: (r["rating_sum"], r["vote_count"]) for r in rows})
 
     async def _project(self, tallies: dict[str, tuple[int, int]]) -> None:
         """Absolute tallies to Valkey after the commit; failures are healed on a later tick."""
@@ -456,21 +466,31 @@ class VoteAggregator(BatchingActor[PendingVote, list[PendingVote]]):
 
 # HSET + EXPIRE of every build's rating key in one script: one command, one round trip,
 # however many builds the batch touched (a pipeline packs and parses 2 commands per build).
+# Workers project independently, and one retrying through a Valkey outage can land after
+# another's newer tallies: a vote_count below the stored one is skipped (votes only add), unless
+# forced (a repair by reconcile-tallies may lower it). ARGV: ttl, force, then sum, count per key.
 _PROJECT_LUA = """
-local ttl = ARGV[1]
+local ttl, force = ARGV[1], ARGV[2] == '1'
 for i, key in ipairs(KEYS) do
-    redis.call('HSET', key, 'rating_sum', ARGV[2 * i], 'vote_count', ARGV[2 * i + 1])
+    local count = tonumber(ARGV[2 * i + 2])
+    local stored = tonumber(redis.call('HGET', key, 'vote_count'))
+    if force or stored == nil or count >= stored then
+        redis.call('HSET', key, 'rating_sum', ARGV[2 * i + 1], 'vote_count', count)
+    end
     redis.call('EXPIRE', key, ttl)
 end
 return #KEYS
 """
 
 
-async def project_tallies(valkey: Redis, tallies: dict[str, tuple[int, int]]) -> None:
-    """Absolute rating_sum / vote_count (from Postgres) to each build's rating key."""
+async def project_tallies(
+    valkey: Redis, tallies: dict[str, tuple[int, int]], *, force: bool = False
+) -> None:
+    """Absolute rating_sum / vote_count (from Postgres) to each build's rating key; an older
+    vote_count never replaces a newer one unless `force`."""
     if not tallies:
         return
-    args: list[int] = [keys.RATING_TTL_S]
+    args: list[int] = [keys.RATING_TTL_S, int(force)]
     for rating_sum, vote_count in tallies.values():
         args += (rating_sum, vote_count)
     script = valkey.register_script(_PROJECT_LUA)

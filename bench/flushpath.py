@@ -74,6 +74,84 @@ async def measure(database_url: str) -> dict[str, float]:
     }
 
 
+WAL_BATCHES = (1, 2, 20, 200)  # events per worker flush = its traffic in one FLUSH_INTERVAL_S
+WAL_EVENTS = 4000  # per batch size
+GROWTH_TABLES = ("search_events", "search_rollups", "search_rollup_sessions", "flush_log")
+
+
+async def wal_per_event(database_url: str) -> dict[int, dict[str, float]]:
+    """WAL bytes, new rows and table bytes per search event, by events per flush.
+
+    A worker flushes once per FLUSH_INTERVAL_S whatever it holds, so the batch size is the
+    traffic per worker per second; the rollup upserts amortise over repeated queries in a
+    batch. The tables must start empty-ish (a scratch database): growth is what is read."""
+    import asyncpg
+
+    client = await db.open_orm(database_url, pool_min=1, pool_max=2)
+    conn = await asyncpg.connect(database_url)
+    out: dict[int, dict[str, float]] = {}
+    try:
+        for batch in WAL_BATCHES:
+
+            async def sizes() -> tuple[int, int]:
+                rows = sum(
+                    [int(await conn.fetchval(f"SELECT count(*) FROM {t}")) for t in GROWTH_TABLES]
+                )
+                size = int(
+                    await conn.fetchval(
+                        "SELECT sum(pg_total_relation_size(c)) FROM unnest($1::regclass[]) c",
+                        list(GROWTH_TABLES),
+                    )
+                )
+                return rows, size
+
+            rows0, size0 = await sizes()
+            lsn0 = await conn.fetchval("SELECT pg_current_wal_lsn()")
+            aggregator = SearchAggregator(
+                client, interval_s=3600, max_events=batch, max_bytes=2**31
+            )
+            events = realistic_events(WAL_EVENTS, time.time())
+            for start in range(0, WAL_EVENTS, batch):
+                for event in events[start : start + batch]:
+                    aggregator.record(event)
+                await aggregator.flush()
+            wal = await conn.fetchval(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)", lsn0
+            )
+            rows1, size1 = await sizes()
+            out[batch] = {
+                "wal_bytes_per_event": float(wal) / WAL_EVENTS,
+                "rows_per_event": (rows1 - rows0) / WAL_EVENTS,
+                "table_bytes_per_event": (size1 - size0) / WAL_EVENTS,
+                "statements_per_flush": aggregator.statements * batch / WAL_EVENTS,
+            }
+    finally:
+        await conn.close()
+        await db.close_orm()
+    return out
+
+
+def wal_in_own_cluster() -> dict[int, dict[str, float]]:
+    """wal_per_event() on a PostgreSQL of its own (embedded, under .data/bench-wal): the WAL
+    position is cluster-wide, so a shared server's other traffic would be counted too. One
+    warm-up round first (after it, pages are no longer written in full on first touch)."""
+    import asyncio
+    import shutil
+
+    from service.runtime import embedded
+
+    data = ROOT / ".data" / "bench-wal"
+    shutil.rmtree(data, ignore_errors=True)
+    server, url = embedded.start_postgres(data / "pg", "wal")
+    try:
+        asyncio.run(db.migrate(url))
+        asyncio.run(wal_per_event(url))
+        return asyncio.run(wal_per_event(url))
+    finally:
+        server.cleanup()
+        shutil.rmtree(data, ignore_errors=True)
+
+
 def full_buffer_rss(valkey_url: str) -> dict[str, float]:
     """One worker, Postgres unreachable: fill the analytics buffer until it answers 503
     (near-maximal queries, so the byte cap is what binds), then read the worker's RSS."""
@@ -83,6 +161,7 @@ def full_buffer_rss(valkey_url: str) -> dict[str, float]:
         workers=1,
         FLUSH_INTERVAL_S="3600",
         LOG_LEVEL="ERROR",
+        ENV="test",  # development would migrate the (unreachable) database before serving
     )
     server.start(ready_path="/health/live")
     try:

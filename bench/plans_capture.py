@@ -185,6 +185,32 @@ def rejected(rows: list[Row], group: str, label: str, why: str) -> None:
     print(f"  {label:58s} rejected 422: {why}", flush=True)
 
 
+async def timed_out(rows: list[Row], group: str, label: str, make: Any, runs: int = 3) -> None:
+    """A case whose statement hit the search timeout: how long the API takes to say 503."""
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        with contextlib.suppress(Exception):  # ServiceUnavailable: the 503
+            await make()
+        samples.append((time.perf_counter() - started) * 1000)
+    p50, p99 = percentile(samples, 50), percentile(samples, 99)
+    rows.append(
+        dict(
+            group=group,
+            label=f"{label}: statement timeout -> 503",
+            scans=["(cancelled at the search statement timeout)"],
+            seq=False,
+            exec_ms=p50,
+            exec_each=[],
+            p50=p50,
+            p99=p99,
+            runs=runs,
+            plans=[f"-- {label}\n-- cancelled by statement_timeout: the API answered 503"],
+        )
+    )
+    print(f"  {label:58s} timeout -> 503 after p50 {p50:8.2f} ms", flush=True)
+
+
 class _Rollback(Exception):
     pass
 
@@ -198,6 +224,12 @@ class _NoValkey:
 
     def pipeline(self, **_: Any) -> Any:
         raise RedisError("plans: no Valkey")
+
+    def register_script(self, _: str) -> Any:
+        async def run(*_: Any, **__: Any) -> Any:
+            raise RedisError("plans: no Valkey")
+
+        return run
 
 
 class _Capture:

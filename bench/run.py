@@ -12,6 +12,7 @@ request without one, and bench/auth_cost.py measures the verification cost per r
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -20,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +45,15 @@ IDS_FILE = RESULTS / "ids.tmp"
 TOKENS_FILE = RESULTS / "tokens.tmp"
 DATA_DIR = ROOT / ".data"
 BEARER = "POST /analytics/search + bearer token"
+# Votes (issue 13): fresh sessions; over the 2000 seeded builds, on one build with no votes (a
+# new one every slice), on one build with >= 1M votes seeded in SQL; POST /builds = one awaited
+# INSERT per request, what group-committed votes must beat.
+SPREAD = "vote: spread over 2000 builds"
+NEW = "vote: new build (0 votes)"
+HOT = f"vote: hot build ({stores.HOT_VOTES:,} votes)"
+BUILDS = "POST /builds"
+NOOP_POST = "no-op POST (ceiling)"
+WORKER_COUNTS = [int(n) for n in os.environ.get("BENCH_WORKERS", "1,2").split(",")]
 
 
 @dataclass
@@ -100,7 +111,10 @@ SCENARIOS = [
     ("no-op POST (ceiling)", "/_bench/noop", "post_noop.lua", None),
     ("POST /analytics/search", "/", "post_search.lua", "no-op POST (ceiling)"),
     (BEARER, "/", "post_search.lua", "no-op POST (ceiling)"),
-    ("POST /builds/{id}/vote", "/", "vote.lua", "no-op POST (ceiling)"),
+    (SPREAD, "/", "vote.lua", "no-op POST (ceiling)"),
+    (NEW, "/", "vote_one.lua", "no-op POST (ceiling)"),
+    (HOT, "/", "vote_one.lua", "no-op POST (ceiling)"),
+    (BUILDS, "/", "post_build.lua", "no-op POST (ceiling)"),
     ("GET /builds/{id}", "/", "get_build.lua", "no-op GET (ceiling)"),
     (
         "GET /builds (page 1, filters)",
@@ -117,8 +131,23 @@ SCENARIOS = [
 ]
 
 
-# Extra environment of a scenario's wrk script.
-SCENARIO_ENV = {BEARER: {"BENCH_TOKENS": str(TOKENS_FILE)}}
+# Extra environment of a scenario's wrk script (a callable: evaluated before each run).
+SCENARIO_ENV: dict[str, dict[str, str] | Callable[[], dict[str, str]]] = {
+    BEARER: {"BENCH_TOKENS": str(TOKENS_FILE)},
+    HOT: {"BENCH_BUILD": stores.HOT_BUILD},
+}
+_new_builds = itertools.count()
+
+
+def fresh_build_env(db_url: str) -> Callable[[], dict[str, str]]:
+    """A new build with no votes for each run of the new-build scenario."""
+
+    def env() -> dict[str, str]:
+        build_id = f"b_f1{next(_new_builds):06x}"
+        asyncio.run(stores.new_build(db_url, build_id, "Bench new build"))
+        return {"BENCH_BUILD": build_id}
+
+    return env
 
 
 def write_tokens(players: int = 50) -> None:
@@ -162,7 +191,10 @@ def settle(server: ServerProcess, db_url: str) -> None:
 
 # Scenarios compared with each other are measured in alternating slices (A B B A ...): on a
 # shared machine the load moves between two back-to-back runs more than the difference.
-PAIRS = {"POST /analytics/search": BEARER}
+GROUPS = {
+    "POST /analytics/search": [BEARER],
+    NOOP_POST: [SPREAD, BUILDS, NEW, HOT],
+}
 SLICES = 4
 
 
@@ -178,7 +210,8 @@ def measure(wrk: str, server: ServerProcess, workers: int, names: list[str]) -> 
 
     def url_script(name: str) -> tuple[str, str | None, dict[str, str]]:
         _, path, script, _ = scenarios[name]
-        return server.base_url + path, script, SCENARIO_ENV.get(name, {})
+        extra = SCENARIO_ENV.get(name, {})
+        return server.base_url + path, script, extra() if callable(extra) else extra
 
     for name in names:
         url, script, extra = url_script(name)
@@ -220,14 +253,14 @@ def bench_workers(
         "AUTH_PUBLIC_KEY": "",
     }
     results: dict[str, Result] = {}
+    SCENARIO_ENV[NEW] = fresh_build_env(db_url)
     server = ServerProcess(db_url, valkey_url, workers=workers, **env).start()
     try:
         for name, _, _, _ in SCENARIOS:
-            if name in PAIRS.values():
-                continue  # measured with its pair
+            if any(name in members for members in GROUPS.values()):
+                continue  # measured with its group
             settle(server, db_url)
-            pair = [name, PAIRS[name]] if name in PAIRS else [name]
-            results.update(measure(wrk, server, workers, pair))
+            results.update(measure(wrk, server, workers, [name, *GROUPS.get(name, [])]))
         rss = rss_mb(server)
     finally:
         server.terminate()
@@ -257,11 +290,27 @@ def bench_workers(
     return list(results.values()), rss
 
 
+def vote_targets(results: list[Result], workers: int) -> dict[str, float]:
+    """Issue 13's ratios, from scenarios measured in alternating slices of the same run."""
+    by = {r.scenario: r for r in results if r.workers == workers}
+    noop = by[NOOP_POST]
+    return {
+        "hot/new votes/s (>= 0.9)": by[HOT].rps / by[NEW].rps,
+        "spread/no-op POST (>= 0.5)": by[SPREAD].rps / noop.rps,
+        "spread/POST builds (>= 1.5)": by[SPREAD].rps / by[BUILDS].rps,
+        "spread p99 / no-op POST p99 (<= 4)": by[SPREAD].p99_ms / noop.p99_ms,
+        "hot p99 / no-op POST p99 (<= 4)": by[HOT].p99_ms / noop.p99_ms,
+        "new p99 / no-op POST p99 (<= 4)": by[NEW].p99_ms / noop.p99_ms,
+    }
+
+
 def render(
     results: list[Result],
     rss: dict[int, list[float]],
     flush: dict[str, float],
     auth: dict[str, float],
+    hot: dict[int, tuple[int, int]],
+    wal: dict[int, dict[str, float]],
 ) -> str:
     lines = [
         f"# Benchmark — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
@@ -289,6 +338,13 @@ def render(
             f"same request without one (worker CPU per request {by[BEARER].cpu_us} µs vs "
             f"{buffered.cpu_us} µs); RSS per worker after the run: {rss[workers]} MB"
         )
+    for workers, (seeded, after) in sorted(hot.items()):
+        targets = ", ".join(f"{k} = {v:.2f}" for k, v in vote_targets(results, workers).items())
+        lines.append(
+            f"* {workers} worker(s), votes (issue 13; {NOOP_POST}, {SPREAD}, {BUILDS}, {NEW}, "
+            f"{HOT} in alternating slices): {targets}; the hot build had {seeded:,} votes "
+            f"seeded in SQL and {after:,} after the run."
+        )
     lines += [
         "",
         f"* Flush path alone (in-process, {flush['events']:,.0f} events, realistic mix): "
@@ -297,6 +353,15 @@ def render(
         f"* RSS of one worker with a full analytics buffer (Postgres unreachable, 480-char "
         f"queries, {flush['full_buffer_events']:,.0f} events buffered, then "
         f"{flush['full_buffer_rejected']:,.0f} answered 503): {flush['full_buffer_rss_mb']} MB.",
+        "* Growth per search event by events per worker flush (bench/flushpath.py "
+        "wal_in_own_cluster, a PostgreSQL of its own, steady state): "
+        + "; ".join(
+            f"{batch}/flush: {w['wal_bytes_per_event']:.0f} B WAL, "
+            f"{w['rows_per_event']:.2f} rows, {w['table_bytes_per_event']:.0f} B of tables, "
+            f"{w['statements_per_flush']:.0f} statements per flush"
+            for batch, w in wal.items()
+        )
+        + ".",
         f"* Bearer token verification per request (in-process, bench/auth_cost.py): "
         f"{auth['cached']:.1f} µs for a token seen before (every request after a token's "
         f"first in a worker); first sight {auth['first_EdDSA']:.0f} µs EdDSA, "
@@ -315,20 +380,27 @@ def main() -> None:
         flush.update(flushpath.full_buffer_rss(valkey_url))
         all_results: list[Result] = []
         rss: dict[int, list[float]] = {}
-        for workers in (1, 2):
+        hot: dict[int, tuple[int, int]] = {}  # the hot build's votes: seeded, after the run
+        for workers in WORKER_COUNTS:
             print(f"{workers} worker(s):", flush=True)
             asyncio.run(stores.reset(db_url, IDS_FILE, valkey_url))
+            seeded = asyncio.run(stores.seed_hot_build(db_url))
             results, rss[workers] = bench_workers(wrk, db_url, valkey_url, workers)
+            hot[workers] = (seeded, asyncio.run(stores.vote_count(db_url, stores.HOT_BUILD)))
             all_results += results
-    text = render(all_results, rss, flush, auth)
+    wal = flushpath.wal_in_own_cluster()
+    text = render(all_results, rss, flush, auth, hot, wal)
     (RESULTS / "latest.md").write_text(text)
     (RESULTS / "latest.json").write_text(
         json.dumps(
             {
                 "results": [asdict(r) for r in all_results],
                 "rss_mb": rss,
+                "hot_build_votes": hot,
+                "vote_targets": {w: vote_targets(all_results, w) for w in hot},
                 "flush": flush,
                 "auth_us": auth,
+                "wal_per_event": wal,
                 "duration_s": DURATION,
                 "connections": CONNECTIONS,
             },

@@ -96,3 +96,61 @@ async def vacuum(database_url: str) -> None:
         await conn.execute("VACUUM ANALYZE")
     finally:
         await conn.close()
+
+
+# The hot-build scenario (issue 13): one public build with HOT_VOTES votes inserted directly,
+# then wrk votes on it with fresh sessions, next to a build with none.
+HOT_BUILD = "b_f0000000"
+HOT_VOTES = int(os.environ.get("BENCH_HOT_VOTES", "1000000"))
+_BUILD_SQL = (
+    "INSERT INTO builds (build_id, name, description, primary_archetype, secondary_archetype, "
+    "class_name, race, is_public, is_template, rating_sum, vote_count, created_at, updated_at) "
+    "VALUES ($1, $2, 'seeded by the bench harness', 'tank', 'cleric', $3, 'kaelar', true, "
+    "false, 0, 0, now(), now())"
+)
+
+
+async def new_build(database_url: str, build_id: str, name: str) -> str:
+    """A public build with no votes."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(_BUILD_SQL, build_id, name, class_for("tank", "cleric"))
+    finally:
+        await conn.close()
+    return build_id
+
+
+async def seed_hot_build(database_url: str, votes: int = HOT_VOTES) -> int:
+    """HOT_BUILD with `votes` votes (generate_series, sessions wrk never sends) and its exact
+    tallies; returns its vote_count."""
+    await new_build(database_url, HOT_BUILD, "Bench hot build")
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            "INSERT INTO build_votes (build_id, session_id, rating, created_at) "
+            "SELECT $1, 'sess_' || lpad(to_hex(g), 24, '0'), 1 + g % 5, now() "
+            "FROM generate_series(1::bigint << 44, (1::bigint << 44) + $2 - 1) g",
+            HOT_BUILD,
+            votes,
+        )
+        count: int = await conn.fetchval(
+            "UPDATE builds SET rating_sum = t.s, vote_count = t.n FROM (SELECT sum(rating)::int "
+            "AS s, count(*)::int AS n FROM build_votes WHERE build_id = $1) t "
+            "WHERE build_id = $1 RETURNING vote_count",
+            HOT_BUILD,
+        )
+        await conn.execute("VACUUM ANALYZE build_votes")
+    finally:
+        await conn.close()
+    return count
+
+
+async def vote_count(database_url: str, build_id: str) -> int:
+    conn = await asyncpg.connect(database_url)
+    try:
+        count: int = await conn.fetchval(
+            "SELECT vote_count FROM builds WHERE build_id = $1", build_id
+        )
+    finally:
+        await conn.close()
+    return count

@@ -87,6 +87,8 @@ class BuildVote(Model):
         )
         indexes = (
             Index(fields=("created_at", "build_id", "rating"), name="build_votes_period_idx"),
+            # build_votes_rank_idx (created_at, build_id, source_network, rating, id) is
+            # created by migration 3 by hand: popular builds per voting network, index-only.
             # The per-network cap: this build's votes from this network in the last 24 h.
             Index(
                 fields=("build_id", "source_network", "created_at"),

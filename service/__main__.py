@@ -81,10 +81,20 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
         if signum is not None:
             log.info("%s before serving: not starting the server", signal.Signals(signum).name)
             return
-        supervisor.install()  # orderly stop whoever gets the signal (see its docstring)
+        # Orderly stop whoever gets the signal (see its docstring); the main process waits
+        # for its workers' drain and final flush, and a margin for closing the stores.
+        supervisor.install(settings.graceful_shutdown_s + settings.final_flush_timeout_s + 10)
         loader = AppLoader(factory=create_app)
         app = loader.load()
-        app.prepare(host=ready.host, port=ready.port, workers=ready.workers, single_process=False)
+        from service.http.protocol import BoundedHttpProtocol
+
+        app.prepare(
+            host=ready.host,
+            port=ready.port,
+            workers=ready.workers,
+            single_process=False,
+            protocol=BoundedHttpProtocol,
+        )
         Sanic.serve(primary=app, app_loader=loader)
 
 

@@ -12,6 +12,7 @@ from service.auth import middleware as auth
 from service.config import Settings
 from service.ctx import ApiRequest, App, Ctx
 from service.handlers import register as register_handlers
+from service.handlers.openapi import SWAGGER_UI_URL, SWAGGER_UI_VERSION
 from service.http import errors, observe, ratelimit, schema_gate, sessions, validation
 from service.telemetry.logs import setup_logging
 
@@ -60,6 +61,11 @@ def _configure(app: App, settings: Settings) -> None:
         OAS_URL_PREFIX="/docs",
         OAS_URI_TO_JSON="/openapi.json",
         OAS_UI_DEFAULT="swagger",
+        # Swagger UI from the pinned swagger-ui-bundle package (service.handlers.openapi),
+        # never a CDN; ReDoc would load its script from a CDN: off.
+        OAS_UI_SWAGGER_CDN_URL=SWAGGER_UI_URL,
+        OAS_UI_SWAGGER_VERSION=SWAGGER_UI_VERSION,
+        OAS_UI_REDOC=False,
         OAS_AUTODOC=False,
     )
     # REQUEST_MAX_SIZE holds in Sanic's server only; this enforces it under ASGI too.

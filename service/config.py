@@ -68,6 +68,8 @@ class Settings:
     # Request limits.
     max_body_bytes: int = field(default=64 * 1024, metadata={"min": 1024})
     request_timeout_s: float = field(default=30.0, metadata={"min": 0.1})
+    # Open connections one worker accepts (keep-alive ones included); more get 503 and close.
+    max_connections_per_worker: int = field(default=1000, metadata={"min": 1})
     # Shutdown budget: Sanic drains requests for GRACEFUL_SHUTDOWN_S, then the final
     # aggregator flush gets FINAL_FLUSH_TIMEOUT_S (k8s terminationGracePeriod covers both).
     graceful_shutdown_s: float = field(default=10.0, metadata={"min": 0.0})

@@ -50,6 +50,9 @@ class Ctx:
         self.stop_requested = False  # a stop signal arrived (service.resources)
         self.stack = AsyncExitStack()
         self.metrics: WorkerMetrics | None = None  # set per worker when METRICS_ENABLED
+        # Why this worker's rate limiter is not counting requests (Valkey unreachable: fail
+        # open; Valkey errors: fail closed); None while it enforces. /health reads it.
+        self.rate_limit_problem: str | None = None
 
 
 class RequestCtx(SimpleNamespace):

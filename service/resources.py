@@ -145,7 +145,7 @@ def _stop_once(app: App) -> None:
     then signals each worker again: Sanic's own handler would stop the loop a second time,
     in the middle of the final flush, and lose the buffered events.
     """
-    supervisor.block_stop_signals()
+    supervisor.ignore_stop_signals()
     if app.ctx.stop_requested:
         log.info("stop already in progress: signal ignored so the final flush can finish")
         return

@@ -41,7 +41,8 @@ class ServerProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = ROOT / ".data" / f"server-{self.port}.log"
 
-    def start(self, timeout_s: float = 30.0, ready_path: str = "/health/ready") -> ServerProcess:
+    def launch(self) -> ServerProcess:
+        """Start the process without waiting for anything (its own process group)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
@@ -52,6 +53,25 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # kill() takes the workers down with the main process
         )
+        return self
+
+    def wait_log(self, text: str, timeout_s: float = 60.0) -> None:
+        """Block until `text` appears in the server's log."""
+        assert self.process is not None
+        deadline = time.monotonic() + timeout_s
+        while text not in self.log():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{text!r} not logged:\n{self.log()}")
+            time.sleep(0.01)
+
+    def signal_group(self, sig: int) -> None:
+        """What systemd (KillMode=control-group), `kill -- -PGID` and Ctrl-C do."""
+        assert self.process is not None
+        os.killpg(self.process.pid, sig)
+
+    def start(self, timeout_s: float = 30.0, ready_path: str = "/health/ready") -> ServerProcess:
+        self.launch()
+        assert self.process is not None
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

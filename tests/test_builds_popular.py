@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from aggregators import keys
+from service.builds import popular as popular_module
 from service.builds.store import seed_templates
 from service.contract.gamedata import TEMPLATES
 from tests.conftest import ROOT, Stores
@@ -255,3 +256,21 @@ async def test_a_copy_of_an_older_shape_is_rebuilt(client, sql, valkey):
     assert [b["name"] for b in body["builds"]] == ["fresh"]
     assert body["builds"][0]["creator"] == {"display_name": "anonymous", "is_authenticated": False}
     assert json.loads(await valkey.get(key))["build_ids"] == [build["build_id"]]
+
+
+async def test_longer_periods_are_rebuilt_less_often(client, app, sql, valkey):
+    """Ranking a month or all votes costs seconds at 1M votes and moves slowly: a copy two
+    minutes old is still served for `all`, while `day` (60 s) is rebuilt."""
+    build = await create_build(client, new_session(), name="first")
+    await add_votes(sql, build["build_id"], [4], at=datetime.now(UTC) - timedelta(hours=1))
+    for period in ("day", "all"):
+        assert await popular_names(client, period=period) == ["first"]
+        key = keys.popular_builds(period, False)
+        assert await valkey.ttl(key) > 60 * popular_module.SLOWER[period]  # kept past fresh
+        copy = json.loads(await valkey.get(key))
+        copy["built_at"] -= 120
+        await valkey.set(key, json.dumps(copy), ex=keys.VIEW_KEEP_S)
+    later = await create_build(client, new_session(), name="later")
+    await add_votes(sql, later["build_id"], [5, 5], at=datetime.now(UTC) - timedelta(hours=1))
+    assert await popular_names(client, period="day") == ["later", "first"]
+    assert await popular_names(client, period="all") == ["first"]

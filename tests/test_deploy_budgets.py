@@ -12,12 +12,16 @@ import pytest
 from service.config import Settings
 from tests.deploy.manifests import (
     K8S,
+    ROOT,
     SETTINGS_ENV,
     comment_text,
     container,
     effective_settings,
     one,
 )
+
+MIGRATION_JOB_CONNECTIONS = 3
+README = ROOT / "README.md"
 
 
 def prestop_sleep_s() -> float:
@@ -75,9 +79,10 @@ def test_connection_budget() -> None:
         f"({replicas_max} + {surge}) pods x {settings.workers} workers x "
         f"{settings.db_pool_max} pool = {used} > {max_connections} - {headroom}"
     )
-    # The headroom holds what runs beside the pods: reserved slots, the migration Job
-    # (pool of 2, service/runtime/db.py migrate()), admin sessions, and one pod still draining.
-    assert headroom >= 3 + 2 + 10 + settings.workers * settings.db_pool_max
+    # The headroom holds what runs beside the pods: reserved slots, the migration Job (pool
+    # of 2 + the advisory-lock session of service/runtime/db.py migrate()), admin sessions,
+    # and one pod still draining.
+    assert headroom >= 3 + MIGRATION_JOB_CONNECTIONS + 10 + settings.workers * settings.db_pool_max
     documented = re.search(
         r"maxReplicaCount (\d+) \+ rolling-update maxSurge (\d+)\) x WORKERS (\d+) x "
         r"DB_POOL_MAX (\d+) = (\d+) <= PostgreSQL max_connections (\d+) - headroom (\d+)",
@@ -113,6 +118,8 @@ def test_configmap_holds_only_settings_and_is_valid_for_production() -> None:
         "https://myashes.ai",
         "myashes-backend",
     )
+    # CORS: the production site's origins only, no localhost development origins.
+    assert settings.cors_origins == ("https://myashes.ai", "https://www.myashes.ai")
 
 
 def test_secret_template_has_key_names_only() -> None:
@@ -130,3 +137,45 @@ def test_secret_template_has_key_names_only() -> None:
     # With the template's empty values production start-up refuses, naming the variable.
     with pytest.raises(ValueError, match="DATABASE_URL"):
         Settings.from_env({**one("ConfigMap")["data"], **secret["stringData"]})
+
+
+def _budget() -> tuple[int, int, int, Settings]:
+    annotations = one("ConfigMap", "myashes-backend-config")["metadata"]["annotations"]
+    max_connections = int(annotations["myashes.ai/postgres-max-connections"])
+    headroom = int(annotations["myashes.ai/postgres-connection-headroom"])
+    surge = one("Deployment")["spec"]["strategy"]["rollingUpdate"]["maxSurge"]
+    return max_connections, headroom, surge, effective_settings()
+
+
+def test_capacity_model() -> None:
+    """The README's capacity model uses the connection arithmetic in force: its rows are
+    (pods + maxSurge) x WORKERS x DB_POOL_MAX from the manifests, "fits" is the budget rule,
+    the pod limit it names is the largest count that fits, and KEDA stays below it."""
+    max_connections, headroom, surge, settings = _budget()
+    text = README.read_text()
+    section = text.split("#### Capacity model", 1)[1].split("\n####", 1)[0]
+    assert f"`max_connections` {max_connections} with headroom {headroom}" in section
+    per_pod = settings.workers * settings.db_pool_max
+    rows = re.findall(r"^\| (\d+) \| (\d+) \| (\d+) \| (yes|no) \|", section, re.M)
+    assert [int(r[0]) for r in rows] == [6, 20, 60], rows
+    for pods, workers, connections, fits in rows:
+        assert int(workers) == int(pods) * settings.workers
+        assert int(connections) == (int(pods) + surge) * per_pod
+        assert (fits == "yes") == (int(connections) <= max_connections - headroom)
+    limit = (max_connections - headroom) // per_pod - surge
+    stated = re.search(
+        r"budget holds up to \*\*(\d+) pods\*\* \(\((\d+) \+ (\d+)\) \N{MULTIPLICATION SIGN} "
+        r"(\d+) \N{MULTIPLICATION SIGN} (\d+) = (\d+)",
+        section,
+    )
+    assert stated, "the pod limit of the connection budget is not stated"
+    assert [int(n) for n in stated.groups()] == [
+        limit,
+        limit,
+        surge,
+        settings.workers,
+        settings.db_pool_max,
+        (limit + surge) * per_pod,
+    ]
+    assert one("ScaledObject")["spec"]["maxReplicaCount"] <= limit
+    assert "First bottleneck: PostgreSQL connections." in section

@@ -56,17 +56,69 @@ def test_hadolint_really_lints() -> None:
     assert {"DL3006", "DL3008", "DL3025"} <= set(re.findall(r"DL\d{4}", run.stdout))
 
 
+BASE = re.compile(r"python:3\.11-slim@sha256:[0-9a-f]{64} AS (build|runtime)")
+
+
+def test_base_image_is_pinned_by_digest() -> None:
+    """Issue 17 item 11: a tag can be re-pointed, a digest cannot; one digest, both stages."""
+    build, runtime = stages()
+    froms = [s[0][1] for s in (build, runtime)]
+    assert [BASE.fullmatch(f) and BASE.fullmatch(f)[1] for f in froms] == ["build", "runtime"]
+    assert len({f.split(" AS ")[0] for f in froms}) == 1, froms
+
+
+def test_dependencies_install_with_require_hashes_from_the_lock() -> None:
+    """Issue 17 item 11: every third-party file is checked against requirements.lock, when
+    downloaded (build) and when installed (runtime); wheels only, nothing from an index at
+    install time."""
+    build, runtime = stages()
+    download = next(a for kw, a in build if kw == "RUN" and "pip download" in a)
+    for flag in ("--require-hashes", "--only-binary=:all:", "-r requirements.lock", "--no-deps"):
+        assert flag in download, download
+    install = next(a for kw, a in runtime if kw == "RUN" and "source=/wheels" in a)
+    for flag in ("--require-hashes", "--no-index", "-r /tmp/requirements.lock", "--no-deps"):
+        assert flag in install, install
+    own = next(a for kw, a in build if kw == "RUN" and "pip wheel" in a)
+    assert "--no-build-isolation" in own  # setuptools from the checked wheels, not an index
+    assert not [a for kw, a in build + runtime if kw == "RUN" and "constraints.txt" in a]
+
+
+def test_the_lock_pins_what_the_tests_ran_with_and_hashes_every_file() -> None:
+    """requirements.lock = the runtime dependencies of pyproject.toml at the versions of
+    constraints.txt (what CI tested), each with the sha256 of its files. `make lock` writes it."""
+    text = (ROOT / "requirements.lock").read_text()
+    entries = re.findall(
+        r"^([A-Za-z0-9._-]+)==([^\s;]+)(?: ; [^\\\n]+)?((?:\s*\\\n\s+--hash=sha256:[0-9a-f]{64})+)",
+        text,
+        re.M,
+    )
+    pinned = {name.lower().replace("_", "-"): version for name, version, _ in entries}
+    requirement_lines = re.findall(r"^[A-Za-z0-9._-]+==", text, re.M)
+    assert len(entries) == len(requirement_lines) >= 30  # every requirement has hashes
+    constraints = {
+        name.lower().replace("_", "-"): version
+        for name, version in re.findall(
+            r"^([A-Za-z0-9._-]+)==(\S+)$", (ROOT / "constraints.txt").read_text(), re.M
+        )
+    }
+    tested = {name: v for name, v in pinned.items() if name in constraints}
+    assert tested == {name: constraints[name] for name in tested}
+    assert set(pinned) - set(constraints) <= {"setuptools"}  # sanic's runtime requirement
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for requirement in project["dependencies"]:
+        name = re.match(r"[A-Za-z0-9._-]+", requirement)[0].lower().replace("_", "-")
+        assert name in pinned, f"{name} is a dependency but not in requirements.lock"
+
+
 def test_dockerfile_shape() -> None:
     build, runtime = stages()
-    assert [s[0][1] for s in (build, runtime)] == [
-        "python:3.11-slim AS build",
-        "python:3.11-slim AS runtime",
-    ]
     runs = " ".join(args for kw, args in runtime if kw == "RUN")
     assert not re.search(r"apt-get|apk |gcc|build-essential|pip wheel", runs), runs
     # Dependency layers come before the code layers, in both stages.
     order = [args for kw, args in build if kw in ("COPY", "RUN")]
-    deps = next(i for i, a in enumerate(order) if "--constraint constraints.txt" in a)
+    deps = next(i for i, a in enumerate(order) if "-r requirements.lock" in a)
     code = next(i for i, a in enumerate(order) if a.startswith("service "))
     assert deps < code
     order = [args for kw, args in runtime if kw in ("COPY", "RUN")]

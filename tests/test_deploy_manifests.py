@@ -128,7 +128,8 @@ def test_scaled_object() -> None:
         "kind": "Deployment",
         "name": deployment["metadata"]["name"],
     }
-    assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (0, 10)
+    # 1, never 0: at 0 pods nothing exports the trigger's metric, nothing wakes them again.
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (1, 10)
     assert spec["minReplicaCount"] <= deployment["spec"]["replicas"] <= spec["maxReplicaCount"]
     assert spec["fallback"]["replicas"] == deployment["spec"]["replicas"]
     (trigger,) = spec["triggers"]

@@ -136,7 +136,7 @@ async def test_valkey_outage_reads_from_postgres_and_projections_heal(
     popular = await client.get("/api/v1/analytics/popular-queries")
     assert popular.status_code == 200
     assert popular.json()["queries"] == [
-        {"query": "query 1", "count": 1, "sessions": 1, "search_mode": "quick"}
+        {"query": "query 1", "count": 1, "sessions": 1, "sources": 1, "search_mode": "quick"}
     ]
     assert (await client.get(f"/api/v1/builds/{build_id}")).status_code == 200
     assert (await client.get("/api/v1/builds")).status_code == 200

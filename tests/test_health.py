@@ -20,7 +20,8 @@ def check_shape(body: dict[str, Any]) -> None:
     assert body["version"] == __version__
     assert isinstance(body["uptime_seconds"], int | float)
     assert body["uptime_seconds"] >= 0
-    assert set(body["checks"]) == {"postgres", "valkey", "aggregators"}
+    assert set(body["checks"]) == {"postgres", "valkey", "aggregators", "rate_limits"}
+    assert body["checks"]["rate_limits"] == {"enforced": None}  # limits are off in tests
     aggregators = body["checks"]["aggregators"]
     assert set(aggregators) == {"buffered", "last_flush_age_s"}
     assert isinstance(aggregators["buffered"], int)

@@ -161,6 +161,31 @@ async def test_docs_ui_and_both_json_urls(client: httpx.AsyncClient, spec: dict[
     assert under_docs.json() == spec
 
 
+async def test_docs_load_swagger_ui_from_this_server_only(client: httpx.AsyncClient) -> None:
+    """Issue 17 item 11: no script or stylesheet from a CDN (no SRI there); the files are
+    the pinned swagger-ui-bundle package's, byte for byte."""
+    import os
+    import re
+
+    import swagger_ui_bundle
+
+    page = (await client.get("/docs")).text
+    urls = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert len(urls) == 3, urls
+    assert all(url.startswith("/docs/assets/swagger-ui-") for url in urls), urls
+    assert "http" not in page.replace("http-equiv", "")
+    for url in urls:
+        response = await client.get(url)
+        assert response.status_code == 200, url
+        name = url.rsplit("/", 1)[1].replace(".min.", ".")
+        with open(os.path.join(swagger_ui_bundle.swagger_ui_path, name), "rb") as f:
+            assert response.content == f.read()
+        kind = "text/css" if url.endswith(".css") else "text/javascript"
+        assert response.headers["content-type"].startswith(kind)
+    assert (await client.get("/docs/assets/swagger-ui-4.15.5/index.html")).status_code == 404
+    assert (await client.get("/docs/redoc")).status_code == 404  # ReDoc loads from a CDN
+
+
 PRODUCTION = {"env": "production", **provider_settings(auth_public_key=Key.new("k1").public_pem())}
 
 

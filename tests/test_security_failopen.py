@@ -77,6 +77,10 @@ async def test_valkey_down_fails_open_then_limits_return(
         assert response.status_code == 200, response.text
         assert "X-RateLimit-Limit" not in response.headers
     assert fail_open_total() == before + 5
+    assert REGISTRY.get_sample_value("myashes_rate_limit_enforced") == 0
+    health = (await client.get("/health")).json()
+    assert (health["status"], health["checks"]["rate_limits"]["enforced"]) == ("degraded", False)
+    assert health["checks"]["rate_limits"]["error"].startswith("Valkey unreachable")
     warnings = [m for m in limiter_log.messages if "fail open" in m]
     assert len(warnings) == 1, limiter_log.messages  # once per interval, not per request
     assert session["X-Session-ID"] not in "".join(limiter_log.messages)
@@ -87,6 +91,7 @@ async def test_valkey_down_fails_open_then_limits_return(
     assert (back.status_code, back.headers["X-RateLimit-Remaining"]) == (200, "0")
     assert (await client.get(f"{API}/builds", headers=session)).status_code == 429
     assert "rate limits enforced again: Valkey answers" in limiter_log.messages
+    assert REGISTRY.get_sample_value("myashes_rate_limit_enforced") == 1
 
 
 async def test_valkey_down_at_start_fails_open(

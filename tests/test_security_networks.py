@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from service.builds import popular as popular_module
 from service.ctx import App
 from tests.conftest import Stores, clean_stores
 from tests.factories import API, build_body, error, headers, new_session
@@ -258,3 +259,18 @@ async def test_an_old_vote_without_a_network_counts_as_its_own(app: App, sql) ->
     for host in range(1, 4):
         assert (await vote_from(app, f"203.0.113.{host}", fresh, 5)).status_code == 200
     assert await popular_names(app, period="day") == ["legacy", "fresh"]
+
+
+async def test_ranking_looks_past_hidden_candidates(app: App, sql, monkeypatch) -> None:
+    """Only the best candidates are joined to builds; when hidden builds leave too few, the
+    ranking retries with more (exact whatever the share of private builds)."""
+    monkeypatch.setattr(popular_module, "FIRST_CANDIDATES", 2)
+    owner = new_session()
+    hidden = [await new_build(app, owner, name=f"hidden {i}") for i in range(3)]
+    shown = await new_build(app, new_session(), name="shown")
+    for i, build_id in enumerate([*hidden, shown]):
+        for host in range(1, 5 - i if build_id != shown else 2):
+            assert (await vote_from(app, f"198.51.{100 + host}.1", build_id)).status_code == 200
+    await sql.execute("UPDATE builds SET is_public = false WHERE build_id = ANY($1)", hidden)
+    assert await popular_names(app, period="all") == ["shown"]
+    assert await popular_module.rank("all", False, limit=1) == [shown]

@@ -7,13 +7,11 @@ from typing import Any
 
 import httpx
 import pytest
-from limits import RateLimitItemPerMinute
-from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from prometheus_client import REGISTRY
 
 from service.ctx import App
 from service.http import ratelimit
-from service.http.rate_counter import KEY_PREFIX, RateCounter
+from service.http.rate_counter import KEY_PREFIX, Limit, RateCounter
 from tests.conftest import Stores, clean_stores
 from tests.factories import API, SESSION_RE, build_body, error, headers, new_session
 from tests.server import ServerProcess
@@ -220,19 +218,20 @@ async def test_limits_are_shared_by_every_worker_and_pod(stores: Stores) -> None
             pod.kill()
 
 
-async def test_counts_live_in_limits_own_layout(client: httpx.AsyncClient, stores: Stores) -> None:
-    """limits' own reader sees the same window: the keys follow its sliding-window layout."""
+async def test_counts_live_in_one_key_per_window(app: App, valkey) -> None:
+    """One key per limit after the first hits (the previous window appears when it shifts),
+    each expiring after two windows."""
     session = new_session()
-    for _ in range(2):
-        await client.get(f"{API}/builds", headers=headers(session))
-    counter = RateCounter(stores.valkey_url)
-    try:
-        stats = await SlidingWindowCounterRateLimiter(counter.storage).get_window_stats(
-            RateLimitItemPerMinute(3), "read", "session", session
-        )
-    finally:
-        await counter.close()
-    assert stats.remaining == 1
+    async with client_at(app, "192.0.2.70") as one, client_at(app, "192.0.2.71") as two:
+        for _ in range(2):
+            await one.get(f"{API}/builds", headers=headers(session))
+        await two.get(f"{API}/builds")
+    current = f"{KEY_PREFIX}:read:session:3/60:{session}"
+    assert sorted(await valkey.keys(f"{KEY_PREFIX}:*")) == sorted(
+        [current, f"{KEY_PREFIX}:read:ip:6/60:192.0.2.70", f"{KEY_PREFIX}:read:ip:6/60:192.0.2.71"]
+    )
+    assert await valkey.get(current) == "2"
+    assert 60_000 < await valkey.pttl(current) <= 120_000
 
 
 async def test_concurrent_checks_are_exact(stores: Stores) -> None:
@@ -241,10 +240,7 @@ async def test_concurrent_checks_are_exact(stores: Stores) -> None:
     session = new_session()
     try:
         results = await asyncio.gather(
-            *[
-                counter.hit("read", [("session", RateLimitItemPerMinute(20), session)])
-                for _ in range(50)
-            ]
+            *[counter.hit("read", [("session", Limit(20), session)]) for _ in range(50)]
         )
     finally:
         await counter.close()
@@ -252,7 +248,7 @@ async def test_concurrent_checks_are_exact(stores: Stores) -> None:
     assert len(allowed) == 20
     assert sorted(w.remaining for w in allowed) == list(range(20))
     refused = [windows[0] for windows in results if not windows[0].allowed]
-    assert {(w.remaining, w.counted) for w in refused} == {(0, True)}
+    assert {(w.remaining, w.counted) for w in refused} == {(0, False)}  # refused: not counted
     assert all(55 <= w.retry_after_s <= 61 for w in refused)
 
 

@@ -96,6 +96,7 @@ async def test_session_echoed_on_errors(
     )
     assert response.status_code == status
     assert response.headers["X-Session-ID"] == session
+    assert response.headers["Cache-Control"] == "no-store"
 
 
 @pytest.mark.parametrize(("method", "url", "kwargs", "status"), ERROR_REQUESTS)
@@ -112,6 +113,7 @@ async def test_session_echoed_on_internal_error(failing_client: httpx.AsyncClien
     response = await failing_client.get("/test/boom", headers=headers(session))
     assert response.status_code == 500
     assert response.headers["X-Session-ID"] == session
+    assert response.headers["Cache-Control"] == "no-store"
     fresh = await failing_client.get("/test/boom")
     assert fresh.status_code == 500
     assert SESSION_RE.match(fresh.headers["X-Session-ID"])
@@ -132,6 +134,16 @@ async def test_session_echoed_on_health_and_preflight(client: httpx.AsyncClient)
     )
     assert preflight.status_code == 204
     assert preflight.headers["X-Session-ID"] == session
+
+
+@pytest.mark.parametrize(
+    "url",
+    [f"{API}/builds", f"{API}/builds/templates", "/health", "/health/live", "/openapi.json"],
+)
+async def test_every_response_is_no_store(client: httpx.AsyncClient, url: str) -> None:
+    """Contract: responses carry a session id, so no browser or shared cache may keep them."""
+    response = await client.get(url, headers=headers(new_session()))
+    assert (response.status_code, response.headers["Cache-Control"]) == (200, "no-store")
 
 
 def _exposed(response: httpx.Response) -> set[str]:

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from aggregators import keys
-from aggregators.votes import Outcome, VoteAggregator
+from aggregators.votes import Outcome, VoteAggregator, project_tallies
 
 OWNER = "sess_" + "0" * 24
 
@@ -248,3 +248,18 @@ async def test_back_to_back_votes_never_wait_for_the_tick(client, app, sql):
     finally:
         await votes.stop(5)
     assert await sql.fetchval("SELECT vote_count FROM builds") == 30
+
+
+async def test_a_late_projection_never_replaces_newer_tallies(valkey):
+    """Workers project on their own; one retrying through a Valkey outage can land after
+    another's newer tallies. A lower vote_count is skipped (votes only add); a repair forces."""
+    key = keys.rating("b_0000abcd")
+    await valkey.delete(key)
+    await project_tallies(valkey, {"b_0000abcd": (14, 4)})
+    await project_tallies(valkey, {"b_0000abcd": (9, 3)})  # the late one
+    assert await valkey.hgetall(key) == {"rating_sum": "14", "vote_count": "4"}
+    assert 0 < await valkey.ttl(key) <= keys.RATING_TTL_S
+    await project_tallies(valkey, {"b_0000abcd": (18, 5)})
+    assert await valkey.hgetall(key) == {"rating_sum": "18", "vote_count": "5"}
+    await project_tallies(valkey, {"b_0000abcd": (9, 3)}, force=True)  # reconcile's repair
+    assert await valkey.hgetall(key) == {"rating_sum": "9", "vote_count": "3"}

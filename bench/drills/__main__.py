@@ -1,7 +1,8 @@
 """`python -m bench.drills [name ...]`: run the fault drills, print PASS/FAIL per drill and
 write bench/results/drills.md (+ drills.json).
 
-Drills: sigterm, kill9, postgres, valkey, slow (default: all; or DRILLS=a,b). Stores are
+Drills: sigterm, sigterm-group, sigint-start, kill9, postgres, valkey, slow, rolling
+(default: all; or DRILLS=a,b). Stores are
 embedded (a dedicated cluster under .data/drills, really stopped and started) unless
 DATABASE_URL and VALKEY_URL are both set: then the drill TRUNCATEs that database (use a
 scratch one) and fakes outages with a cuttable TCP proxy. Durations: DRILL_OUTAGE_S (30),
@@ -25,15 +26,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench.drills import common, outages, process, stores  # noqa: E402
+from bench.drills import common, outages, process, rolling, stores  # noqa: E402
 from bench.drills.common import DrillResult  # noqa: E402
 
 DRILLS: dict[str, Callable[[stores.DrillStores], Awaitable[DrillResult]]] = {
     "sigterm": process.sigterm,
+    "sigterm-group": process.sigterm_group,
+    "sigint-start": process.sigint_during_start,
     "kill9": process.kill_one_worker,
     "postgres": outages.postgres_down,
     "valkey": outages.valkey_down,
     "slow": outages.slow_postgres,
+    "rolling": rolling.rolling_restart,
 }
 RESULTS = ROOT / "bench" / "results"
 
@@ -95,6 +99,8 @@ def render(results: list[DrillResult], mode: str) -> str:
         )
     for r in results:
         lines += ["", f"## {r.name} — {'PASS' if r.passed else 'FAIL'}", ""]
+        if r.tables:
+            lines += [*r.tables, ""]
         lines += [f"* {line}" for line in r.lines]
         lines += [f"* [{'x' if ok else ' '}] {label}" for label, ok in r.checks]
     return "\n".join(lines) + "\n"

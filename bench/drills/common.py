@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -37,6 +39,7 @@ class DrillResult:
     lines: list[str] = field(default_factory=list)
     checks: list[tuple[str, bool]] = field(default_factory=list)
     numbers: dict[str, Any] = field(default_factory=dict)
+    tables: list[str] = field(default_factory=list)  # markdown rendered as it is
 
     @property
     def passed(self) -> bool:
@@ -77,16 +80,45 @@ async def start_server(stores: DrillStores, **env: Any) -> tuple[ServerProcess, 
     return server, pids
 
 
-async def stop_server(server: ServerProcess, budget_s: float) -> tuple[int | None, float]:
-    """SIGTERM; (exit code or None if it outlived budget_s + 30 s and was killed, seconds)."""
+async def stop_server(
+    server: ServerProcess, budget_s: float, *, group: bool = False
+) -> tuple[int | None, float]:
+    """SIGTERM to PID 1 (or to the whole process group); (exit code or None if it outlived
+    budget_s + 30 s and was killed, seconds)."""
     started = time.monotonic()
-    server.terminate()
+    if group:
+        server.signal_group(signal.SIGTERM)
+    else:
+        server.terminate()
     try:
         code: int | None = await asyncio.to_thread(server.wait, budget_s + 30)
     except Exception:
         code = None
         server.kill()
     return code, time.monotonic() - started
+
+
+def check_worker_stops(result: DrillResult, server: ServerProcess) -> None:
+    """Every worker that started ran its final flush exactly once; no trace of Sanic's broken
+    stop paths (state Manager gone, "Killing", a half-started worker). Needs LOG_LEVEL=INFO."""
+    lines = [json.loads(x) for x in server.log().splitlines() if x.startswith('{"ts"')]
+    started = sorted(
+        int(x["msg"].split("[")[1].rstrip("]"))
+        for x in lines
+        if x["msg"].startswith("Starting worker [")
+    )
+    flushed = sorted(x["pid"] for x in lines if x["msg"] == "worker stopped")
+    result.say(f"workers started {started}, final flushes by {flushed}")
+    result.check("every started worker ran its final flush once", flushed == started)
+    markers = (
+        "BrokenPipeError",
+        "ConnectionRefusedError",
+        "EOFError",
+        "Killing",
+        "KeyboardInterrupt",
+    )
+    broken = [m for m in markers if m in server.log()]
+    result.check(f"no trace of a broken stop path ({', '.join(broken) or 'none'})", not broken)
 
 
 def load_for(server: ServerProcess) -> Load:

@@ -168,6 +168,9 @@ class Load:
     acked_votes: set[tuple[str, str]] = field(default_factory=set)
     ambiguous_votes: set[tuple[str, str]] = field(default_factory=set)
     vote_log: list[tuple[float, str]] = field(default_factory=list)  # (acked at, build)
+    creates: Tally = field(default_factory=Tally)
+    acked_creates: dict[str, str] = field(default_factory=dict)  # unique name -> build_id
+    ambiguous_creates: set[str] = field(default_factory=set)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start(
@@ -176,6 +179,7 @@ class Load:
         analytics: int = 0,
         votes: int = 0,
         reads: int = 0,
+        creates: int = 0,
         build_ids: list[str] | None = None,
     ) -> None:
         for _ in range(analytics):
@@ -183,6 +187,8 @@ class Load:
         for _ in range(votes):
             assert build_ids, "votes need builds"
             self._spawn(lambda conn, ids=build_ids: self._vote_loop(conn, ids))
+        for _ in range(creates):
+            self._spawn(self._create_loop)
         for _ in range(reads):
             assert build_ids, "reads need builds"
             self._spawn(lambda conn, ids=build_ids: self._read_loop(conn, ids))
@@ -264,6 +270,43 @@ class Load:
                 self.vote_log.append((time.monotonic(), build_id))
             elif status is None and self.votes.ambiguous > before:
                 self.ambiguous_votes.add((build_id, session))
+
+    async def _create_loop(self, conn: Connection) -> None:
+        """POST /builds, each with a unique name: the audit finds every build by its name."""
+        rng = random.Random()
+        while not self.stop.is_set():
+            name = f"drill build {next_id()}"
+            body = json.dumps(
+                {
+                    "name": name,
+                    "primary_archetype": rng.choice(("tank", "mage", "cleric")),
+                    "secondary_archetype": "bard",
+                    "race": "vek",
+                }
+            ).encode()
+            session = f"sess_{rng.randrange(16**24):024x}"
+            before = self.creates.ambiguous
+            started = time.monotonic()
+            try:
+                status, headers, answer = await conn.request(
+                    "POST", "/api/v1/builds", body, session
+                )
+            except Unsent as exc:
+                self.creates.unsent += 1
+                self.creates.errors[f"unsent {exc}"] += 1
+                await asyncio.sleep(0.02)
+                continue
+            except Ambiguous as exc:
+                self.creates.sent += 1
+                self.creates.ambiguous += 1
+                self.creates.errors[f"ambiguous {exc}"] += 1
+                if self.creates.ambiguous > before:
+                    self.ambiguous_creates.add(name)
+                continue
+            self.creates.sent += 1
+            self.creates.record(status, started, headers, answer)
+            if status == 201:
+                self.acked_creates[name] = json.loads(answer)["build_id"]
 
     async def _read_loop(self, conn: Connection, build_ids: list[str]) -> None:
         rng = random.Random()

@@ -1,4 +1,5 @@
-"""Process drills: SIGTERM to the server under load; kill -9 of one worker under load."""
+"""Process drills: SIGTERM to the server under load (to PID 1, or to the whole process group as
+systemd and `kill -- -PGID` do); SIGINT to the group while it starts; kill -9 of one worker."""
 
 from __future__ import annotations
 
@@ -14,30 +15,44 @@ from bench.drills.common import (
     FLUSH_S,
     GRACEFUL_S,
     LOAD_S,
+    WORKERS,
     DrillResult,
     audit,
     check_exact,
+    check_worker_stops,
     load_for,
+    server_env,
     server_errors,
     start_server,
     stop_server,
     tallies_exact,
 )
 from bench.drills.stores import DrillStores
+from tests.server import ServerProcess
 
 
 async def sigterm(stores: DrillStores) -> DrillResult:
-    result = DrillResult("SIGTERM under load (2 workers)")
+    return await _sigterm_under_load(stores, group=False)
+
+
+async def sigterm_group(stores: DrillStores) -> DrillResult:
+    return await _sigterm_under_load(stores, group=True)
+
+
+async def _sigterm_under_load(stores: DrillStores, *, group: bool) -> DrillResult:
+    target = "the process group (kill -- -PGID)" if group else "PID 1"
+    result = DrillResult(f"SIGTERM to {target} under load (2 workers)")
     build_ids = await stores.reset()
-    server, _ = await start_server(stores)
+    server, _ = await start_server(stores, LOG_LEVEL="INFO")
     load = load_for(server)
     try:
         load.start(analytics=CONNECTIONS, votes=CONNECTIONS // 3, build_ids=build_ids)
         await asyncio.sleep(LOAD_S)
-        code, elapsed = await stop_server(server, EXIT_BUDGET_S)  # load keeps running
+        code, elapsed = await stop_server(server, EXIT_BUDGET_S, group=group)  # load runs on
     finally:
         await load.finish()
         server.kill()
+    check_worker_stops(result, server)
     result.say(
         f"exit code {code} after {elapsed:.2f} s (budget {EXIT_BUDGET_S:.0f} s = "
         f"GRACEFUL_SHUTDOWN_S {GRACEFUL_S:g} + FINAL_FLUSH_TIMEOUT_S {FINAL_FLUSH_S:g} + 5)"
@@ -48,6 +63,37 @@ async def sigterm(stores: DrillStores) -> DrillResult:
     result.check(f"exit within {EXIT_BUDGET_S:.0f} s", elapsed <= EXIT_BUDGET_S)
     result.check("no 5xx other than 503", not server_errors(result, load))
     check_exact(result, numbers)
+    return result
+
+
+async def sigint_during_start(stores: DrillStores) -> DrillResult:
+    """Ctrl-C (or a pod deleted right after it started): SIGINT to the whole group once the
+    first worker has opened its stores, while the other may still be starting."""
+    result = DrillResult("SIGINT to the process group during start (2 workers)")
+    await stores.reset()
+    server = ServerProcess(
+        stores.service_database_url,
+        stores.service_valkey_url,
+        workers=WORKERS,
+        **server_env(LOG_LEVEL="INFO"),
+    )
+    server.launch()
+    try:
+        await asyncio.to_thread(server.wait_log, "worker resources open", 60.0)
+        started = time.monotonic()
+        server.signal_group(signal.SIGINT)
+        try:
+            code: int | None = await asyncio.to_thread(server.wait, EXIT_BUDGET_S + 30)
+        except Exception:
+            code = None
+        elapsed = time.monotonic() - started
+    finally:
+        server.kill()
+    result.say(f"exit code {code} after {elapsed:.2f} s (Sanic 25.12 alone: hangs for good)")
+    result.numbers.update(exit_code=code, exit_s=round(elapsed, 2))
+    result.check("exit code 0", code == 0)
+    result.check(f"exit within {EXIT_BUDGET_S:.0f} s", elapsed <= EXIT_BUDGET_S)
+    check_worker_stops(result, server)
     return result
 
 

@@ -4,7 +4,7 @@ Ranking (one network cannot move it): a build's score is the sum, over the clien
 that voted for it in the period (IPv4 /24, IPv6 /48; build_votes.source_network), of that
 network's mean rating; then distinct networks, then votes, then newest. Ten votes of 5 from
 one network weigh as much as one vote of 5. Votes cast before networks were recorded count
-each as its own network (their session).
+each as its own network. One index-only scan of build_votes_rank_idx per rebuild.
 
 The ranking aggregates build_votes, which is too heavy for every request, so it is a
 CachedView in Valkey holding the ranked build ids (one rebuild per period in the cluster
@@ -34,30 +34,47 @@ PERIODS: dict[str, timedelta | None] = {
     "month": timedelta(days=30),
     "all": None,
 }
+# A period's ranking is rebuilt at most every POPULAR_CACHE_TTL_S x this / 2 (and never
+# older than POPULAR_CACHE_TTL_S x this): longer periods cost more to rank (seconds at 1M
+# votes, see bench/results/plans.md) and move less. With 60 s: 1, 3, 10, 30 minutes.
+SLOWER = {"day": 1.0, "week": 3.0, "month": 10.0, "all": 30.0}
 MAX_LIMIT = 20  # the largest `limit` the API accepts
 # Ids the view keeps: builds hidden or deleted after a rebuild drop out at read time, and
 # the list stays full unless more than RANKED - MAX_LIMIT of them went within VIEW_FRESH_S.
 RANKED = 2 * MAX_LIMIT
 
+# Only the best `$3` builds by votes (ties included) are joined to builds: joining every
+# voted build cost seconds at 1M votes. If hidden builds and templates leave fewer than
+# `$2`, rank() retries with more candidates.
 _RANK_SQL = """
 WITH per_network AS (
-    SELECT build_id, coalesce(source_network, 'session:' || session_id) AS network,
-           avg(rating) AS rating, count(*) AS votes
+    SELECT build_id, avg(rating) AS rating, count(*) AS votes
     FROM build_votes
     {window}
-    GROUP BY build_id, network
+    GROUP BY build_id, coalesce(source_network, '#' || id)
 ), per_build AS (
     SELECT build_id, sum(rating) AS score, count(*) AS networks, sum(votes) AS votes
     FROM per_network GROUP BY build_id
+), candidates AS MATERIALIZED (
+    SELECT * FROM per_build ORDER BY score DESC, networks DESC, votes DESC
+    FETCH FIRST $3 ROWS WITH TIES
 )
-SELECT b.build_id
-FROM per_build v JOIN builds b ON b.build_id = v.build_id
-WHERE b.is_public AND ($1 OR NOT b.is_template)
-ORDER BY v.score DESC, v.networks DESC, v.votes DESC, b.created_at DESC, b.build_id DESC
-LIMIT $2
+SELECT r.build_id, c.considered
+FROM (SELECT count(*) AS considered FROM candidates) c
+LEFT JOIN LATERAL (
+    SELECT b.build_id, v.score, v.networks, v.votes, b.created_at
+    FROM candidates v JOIN builds b ON b.build_id = v.build_id
+    WHERE b.is_public AND ($1 OR NOT b.is_template)
+    ORDER BY v.score DESC, v.networks DESC, v.votes DESC, b.created_at DESC, b.build_id DESC
+    LIMIT $2
+) r ON true
+ORDER BY r.score DESC, r.networks DESC, r.votes DESC, r.created_at DESC, r.build_id DESC
 """
 _RANK_ALL_SQL = _RANK_SQL.format(window="")
-_RANK_PERIOD_SQL = _RANK_SQL.format(window="WHERE created_at >= $3")
+_RANK_PERIOD_SQL = _RANK_SQL.format(window="WHERE created_at >= $4")
+FIRST_CANDIDATES = 5 * RANKED
+# Two hash aggregates over a period's votes (138k in a week at 1M votes): in memory.
+RANK_SETTINGS = "SET LOCAL work_mem = '64MB'"
 # Read time: the ranked builds as they are now, public ones only.
 _ROWS_SQL = (
     f"SELECT {', '.join(COLUMNS)} FROM builds "  # noqa: S608 - column names are constants
@@ -72,6 +89,8 @@ class _Copy(msgspec.Struct):
     build_ids: Ranked
 
 
+# Kept past the slowest freshness bound: a reader never finds the copy gone while fresh.
+KEEP_S = max(keys.VIEW_KEEP_S, 2 * int(max(SLOWER.values())) * 60)
 _decode = msgspec.json.Decoder(_Copy).decode
 _encode = msgspec.json.Encoder().encode
 
@@ -89,7 +108,7 @@ def make_view(valkey: Redis, fresh_s: float) -> CachedView[Ranked]:
 
     async def store(key: str, snapshot: Snapshot[Ranked]) -> None:
         copy = _Copy(built_at=snapshot.built_at, build_ids=snapshot.value)
-        await valkey.set(key, _encode(copy), ex=keys.VIEW_KEEP_S)
+        await valkey.set(key, _encode(copy), ex=KEEP_S)
 
     return CachedView(
         valkey,
@@ -101,16 +120,27 @@ def make_view(valkey: Redis, fresh_s: float) -> CachedView[Ranked]:
     )
 
 
+def rank_statement(period: str) -> tuple[str, list[timedelta]]:
+    """The ranking SQL of a period ($1 include_templates, $2 limit, $3 candidates, $4 since)
+    and its window (none for `all`)."""
+    window = PERIODS[period]
+    return (_RANK_ALL_SQL, []) if window is None else (_RANK_PERIOD_SQL, [window])
+
+
 async def rank(period: str, include_templates: bool, limit: int = RANKED) -> Ranked:
     """The ranking straight from Postgres (what the view caches)."""
-    window = PERIODS[period]
+    sql, extra = rank_statement(period)
+    candidates = FIRST_CANDIDATES
     db = connections.get("default")
-    if window is None:
-        rows = await db.execute_query_dict(_RANK_ALL_SQL, [include_templates, limit])
-    else:
-        since = datetime.now(UTC) - window
-        rows = await db.execute_query_dict(_RANK_PERIOD_SQL, [include_templates, limit, since])
-    return [row["build_id"] for row in rows]
+    async with db.acquire_connection() as conn, conn.transaction():
+        await conn.execute(RANK_SETTINGS)
+        while True:
+            since = [datetime.now(UTC) - w for w in extra]
+            rows = await conn.fetch(sql, include_templates, limit, candidates, *since)
+            ranked = [row["build_id"] for row in rows if row["build_id"] is not None]
+            if len(ranked) >= limit or rows[0]["considered"] < candidates:
+                return ranked  # full, or every voted build was a candidate
+            candidates *= 4
 
 
 async def current(build_ids: Ranked, limit: int) -> list[schemas.BuildListItem]:
@@ -126,6 +156,8 @@ async def current(build_ids: Ranked, limit: int) -> list[schemas.BuildListItem]:
 
 async def popular(q: schemas.PopularBuildsQuery, view: CachedView[Ranked]) -> schemas.PopularBuilds:
     key = keys.popular_builds(q.period, q.include_templates)
-    ranked = await view.get(key, lambda: rank(q.period, q.include_templates))
+    ranked = await view.get(
+        key, lambda: rank(q.period, q.include_templates), slower=SLOWER[q.period]
+    )
     items = await current(ranked, q.limit)
     return schemas.PopularBuilds(builds=items, period=q.period, count=len(items))

@@ -390,10 +390,19 @@ class AggregatorStatus(Struct, kw_only=True):
     last_flush_age_s: float | None
 
 
+class RateLimitStatus(Struct, kw_only=True, omit_defaults=True):
+    enforced: Annotated[
+        bool | None,
+        Meta(description="false: the limiter fails open or closed (degraded); null: limits off"),
+    ]
+    error: str | None = None
+
+
 class HealthChecks(Struct, kw_only=True):
     postgres: DependencyCheck
     valkey: DependencyCheck
     aggregators: AggregatorStatus
+    rate_limits: RateLimitStatus
 
 
 class Health(Struct, kw_only=True):

@@ -26,9 +26,18 @@ def aggregator_status(ctx: Ctx) -> dict[str, Any]:
     return {"buffered": sum(a.depth for a in aggregators), "last_flush_age_s": round(age, 3)}
 
 
+def rate_limit_status(ctx: Ctx) -> dict[str, Any]:
+    """Whether this worker's rate limiter counts requests (enforced null: limits are off)."""
+    if not ctx.settings.rate_limit_enabled:
+        return {"enforced": None}
+    problem = ctx.rate_limit_problem
+    return {"enforced": True} if problem is None else {"enforced": False, "error": problem}
+
+
 @doc(
     operation_id="health",
-    summary="Dependency checks: ok, degraded (Valkey down) or down (Postgres down, 503)",
+    summary="Dependency checks: ok, degraded (Valkey down or rate limits not enforced) or "
+    "down (Postgres down, 503)",
     ok=(200, schemas.Health),
     bodies={503: schemas.Health},
     limited=False,
@@ -38,7 +47,9 @@ async def health(request: ApiRequest) -> HTTPResponse:
     ctx = request.app.ctx
     checks = await ctx.dependencies.check()  # fresh: this route is rate-limited
     postgres, valkey = checks["postgres"].ok, checks["valkey"].ok
-    status = "ok" if postgres and valkey else "degraded" if postgres else "down"
+    limits = rate_limit_status(ctx)
+    healthy = valkey and limits["enforced"] is not False
+    status = "ok" if postgres and healthy else "degraded" if postgres else "down"
     body = {
         "status": status,
         "version": __version__,
@@ -47,6 +58,7 @@ async def health(request: ApiRequest) -> HTTPResponse:
             "postgres": checks["postgres"].body(),
             "valkey": checks["valkey"].body(),
             "aggregators": aggregator_status(ctx),
+            "rate_limits": limits,
         },
     }
     return json_response(body, 503 if status == "down" else 200)

@@ -75,6 +75,7 @@ async def vote(request: ApiRequest, build_id: str) -> HTTPResponse:
             "X-RateLimit-Reset": str(retry_after),
         }
         request.ctx.rate_limit_headers = window  # the binding limit: what the middleware sends
+        ratelimit.count_network_limited()
         raise RateLimited(
             f"Rate limit exceeded for voting on build {build_id}: {limit} votes per 24 h "
             "per network",

@@ -45,6 +45,7 @@ DEPENDENCY_DOWN: tuple[type[Exception], ...] = (
     redis_exc.TimeoutError,
 )
 DEPENDENCY_RETRY_AFTER_S = 5
+DEPENDENCY_DOWN_MESSAGE = "A backing service is unavailable, retry later"
 
 _encode = msgspec.json.Encoder().encode
 
@@ -118,8 +119,17 @@ def _sanic_error(request: Request, exc: sanic_exc.SanicException) -> HTTPRespons
     return error_response(code, message, status, headers=headers)
 
 
+def _malformed(request: Request, exc: Exception) -> bool:
+    """A request Sanic's parser refused before any route was matched (bad request line or
+    header field, bad URL): the client's fault, worth one WARNING line, never a traceback."""
+    return isinstance(exc, sanic_exc.BadRequest) and request.route is None
+
+
 async def handle(request: Request, exc: Exception) -> HTTPResponse:
     """The one exception handler: every error leaves in the contract shape."""
+    if _malformed(request, exc):
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        log.warning("malformed request from %s refused: %s", peer, exc)
     if isinstance(exc, AppError):
         return error_response(
             exc.code, exc.message, exc.status, details=exc.details, headers=exc.headers
@@ -132,7 +142,7 @@ async def handle(request: Request, exc: Exception) -> HTTPResponse:
         log.warning("dependency unavailable on %s %s: %r", request.method, request.path, exc)
         return error_response(
             "service_unavailable",
-            "A backing service is unavailable, retry later",
+            DEPENDENCY_DOWN_MESSAGE,
             503,
             headers={"Retry-After": str(DEPENDENCY_RETRY_AFTER_S)},
         )

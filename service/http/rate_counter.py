@@ -1,14 +1,14 @@
-"""Rate-limit counters in Valkey: limits' sliding window counter (its acquire script, its key
-layout, its RedisStorage over redis-py), one script call per request, batched.
+"""Rate-limit counters in Valkey: a sliding window counter (service.http.sliding_window, vendored
+from the `limits` library with its licence), one script call per request, batched.
 
 A sliding window counter is O(1) per check and two small keys per limit (a moving window
 keeps a list of up to `limit` timestamps per key). One script call checks all limits of a
-request in order (session, then IP) with limits' own acquire script, stops counting at the
-first refusal, and reads back counts and TTLs of each window (what limits' window script
-reads) for the X-RateLimit-* headers. Calls that arrive in the same event-loop turn share
-one pipeline: a round trip's fixed cost (a send, a pooled connection, a wake-up) is paid
-once per batch, not once per request. (All keys of one call must live on one Valkey: no
-cluster mode.)
+request (player, session, IP) and counts the request against all of them only when every one
+allows it: a refused request writes no key, so refused traffic cannot grow Valkey. Counts
+and TTLs of each window come back for the X-RateLimit-* headers. Calls that arrive in the
+same event-loop turn share one pipeline: a round trip's fixed cost (a send, a pooled
+connection, a wake-up) is paid once per batch, not once per request. (All keys of one call
+must live on one Valkey: no cluster mode.)
 """
 
 from __future__ import annotations
@@ -16,53 +16,38 @@ from __future__ import annotations
 import asyncio
 import math
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from limits import RateLimitItem
-from limits.aio.storage import RedisStorage
-from limits.aio.storage.redis.bridge import RedisBridge
-from limits.aio.storage.redis.redispy import RedispyBridge
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import NoScriptError
 
 from aggregators import keys
+from service.http.sliding_window import SCRIPT
 
 KEY_PREFIX = keys.RATE_LIMIT_PREFIX  # every key name lives in aggregators/keys.py
 # Own small pool with short timeouts: a slow or dead Valkey costs a request at most this long.
 TIMEOUT_S = 0.5
 POOL_SIZE = 16
 
-Check = tuple[str, RateLimitItem, str]  # (scope, limit, identity), e.g. ("ip", 300/min, ip)
 
-# limits' acquire script becomes a function of its own KEYS (previous, current window) and
-# ARGV (limit, expiry in s, amount); this script calls it once per limit: KEYS and ARGV hold
-# those for each limit in turn. Per limit it answers 1 counted, 0 refused, -1 not counted
-# (an earlier limit refused), then count and TTL (ms) of the previous and current window.
-ACQUIRE_ALL = (
-    "local function acquire(KEYS, ARGV)\n"
-    + RedisBridge.SCRIPT_ACQUIRE_SLIDING_WINDOW.decode()
-    + """
-end
-local out, refused = {}, false
-for i = 1, #KEYS / 2 do
-  local keys = {KEYS[2 * i - 1], KEYS[2 * i]}
-  local answer = -1
-  if not refused then
-    if acquire(keys, {ARGV[3 * i - 2], ARGV[3 * i - 1], ARGV[3 * i]}) then
-      answer = 1
-    else
-      answer, refused = 0, true
-    end
-  end
-  out[#out + 1] = answer
-  out[#out + 1] = redis.call('get', keys[1])
-  out[#out + 1] = redis.call('pttl', keys[1])
-  out[#out + 1] = redis.call('get', keys[2])
-  out[#out + 1] = redis.call('pttl', keys[2])
-end
-return out
-"""
-)
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """`amount` requests per `expiry_s` seconds."""
+
+    amount: int
+    expiry_s: int = 60
+
+
+Check = tuple[str, Limit, str]  # (scope, limit, identity), e.g. ("ip", Limit(300), ip)
+
+
+def window_keys(category: str, check: Check) -> tuple[str, str]:
+    """(previous, current) window keys of one limit: myashes:rl:<category>:<scope>:<amount>/
+    <expiry>:<identity>[:prev]. The amount is part of the name, so a changed limit starts a
+    fresh window."""
+    scope, limit, identity = check
+    current = f"{KEY_PREFIX}:{category}:{scope}:{limit.amount}/{limit.expiry_s}:{identity}"
+    return f"{current}:prev", current
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +55,8 @@ class Window:
     """One limit after this request: allowed or not, and what the headers report."""
 
     scope: str
-    counted: bool  # False: not counted, an earlier limit refused the request
-    allowed: bool
+    counted: bool  # this request counts against the window (every limit allowed it)
+    allowed: bool  # this limit allows the request (another may still refuse it)
     limit: int
     remaining: int
     reset_s: float  # until the whole quota is back
@@ -91,23 +76,23 @@ def seconds_until_allowed(limit: int, expiry: float, p: int, pt: float, c: int, 
     return (0.0 if shift == math.inf else shift) + expiry * (1 - limit / c)
 
 
-def read_window(scope: str, item: RateLimitItem, answer: list[Any]) -> Window:
-    """A Window from one limit's 5 numbers in ACQUIRE_ALL's answer."""
-    expiry = float(item.get_expiry())
+def read_window(scope: str, limit: Limit, answer: list[Any]) -> Window:
+    """A Window from one limit's 5 numbers in the script's answer."""
+    expiry = float(limit.expiry_s)
     p, c = int(answer[1] or 0), int(answer[3] or 0)
     pt, ct = max(0, int(answer[2] or 0)) / 1000, max(0, int(answer[4] or 0)) / 1000
-    remaining = max(0, item.amount - (math.floor(p * pt / expiry) + c))
-    allowed = answer[0] == 1
-    retry = 0.0 if allowed else seconds_until_allowed(item.amount, expiry, p, pt, c, ct)
+    remaining = max(0, limit.amount - (math.floor(p * pt / expiry) + c))
+    allowed = answer[0] != 0
+    retry = 0.0 if allowed else seconds_until_allowed(limit.amount, expiry, p, pt, c, ct)
     reset = max(pt if p else 0.0, ct if c else 0.0)
-    return Window(scope, answer[0] != -1, allowed, item.amount, remaining, reset, retry)
+    return Window(scope, answer[0] == 1, allowed, limit.amount, remaining, reset, retry)
 
 
 _Waiter = tuple[str, list[Check], "asyncio.Future[list[Window]]"]
 
 
 class RateCounter:
-    """Counts hits through limits' RedisStorage (redis-py), batching concurrent requests."""
+    """Counts hits with the vendored script over redis-py, batching concurrent requests."""
 
     def __init__(self, valkey_url: str) -> None:
         self.pool = BlockingConnectionPool.from_url(
@@ -117,25 +102,14 @@ class RateCounter:
             socket_timeout=TIMEOUT_S,
             socket_connect_timeout=TIMEOUT_S,
         )
-        # Connection settings come from the pool; the URI only selects the redis-py bridge.
-        options: dict[str, Any] = {"connection_pool": self.pool}
-        self.storage = RedisStorage(
-            "async+redis://", implementation="redispy", key_prefix=KEY_PREFIX, **options
-        )
-        self._bridge = cast(RedispyBridge, self.storage.bridge)
-        self._redis = cast(Redis, self._bridge.get_connection())
-        self._script = self._redis.register_script(ACQUIRE_ALL)
+        self._redis = Redis(connection_pool=self.pool)
+        self._script = self._redis.register_script(SCRIPT)
         self._pending: list[_Waiter] = []
         self._batches: set[asyncio.Task[None]] = set()
 
-    def keys(self, item: RateLimitItem, *identifiers: str) -> tuple[str, str]:
-        """(previous, current) window keys, in limits' own layout for its sliding window."""
-        current = self._bridge.prefixed_key(f"{{{item.key_for(*identifiers)}}}")
-        return f"{current}/-1", current
-
     async def hit(self, category: str, checks: list[Check]) -> list[Window]:
-        """Count one hit against each limit in order, up to the first that refuses; raises
-        when Valkey cannot be asked."""
+        """Count one hit against every limit when all of them allow it (else against none);
+        raises what Valkey raised when it could not be asked or answered with an error."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Window]] = loop.create_future()
         if not self._pending:
@@ -154,8 +128,8 @@ class RateCounter:
             answers = await self._execute(batch)
             results = [
                 [
-                    read_window(scope, item, answer[5 * i : 5 * i + 5])
-                    for i, (scope, item, _) in enumerate(checks)
+                    read_window(scope, limit, answer[5 * i : 5 * i + 5])
+                    for i, (scope, limit, _) in enumerate(checks)
                 ]
                 for (_, checks, _), answer in zip(batch, answers, strict=True)
             ]
@@ -178,9 +152,9 @@ class RateCounter:
             for category, checks, _ in batch:
                 keys: list[str] = []
                 args: list[int] = []
-                for scope, item, identity in checks:
-                    keys += self.keys(item, category, scope, identity)
-                    args += (item.amount, item.get_expiry(), 1)
+                for check in checks:
+                    keys += window_keys(category, check)
+                    args += (check[1].amount, check[1].expiry_s, 1)
                 pipe.evalsha(self._script.sha, len(keys), *keys, *args)
             try:
                 return await pipe.execute()

@@ -5,10 +5,16 @@ build, any API GET) are
 checked per logged-in player (a verified bearer token; the session's numbers), per session,
 then per client IP (RATE_LIMIT_IP_MULTIPLIER x the session's numbers),
 in one script call (service.http.rate_counter). A request without a client-sent session is
-counted per IP only (a fresh session has no history). A request its session's limit refuses
-is not counted against the IP, so one noisy session does not use up its neighbours' budget.
-When Valkey cannot be asked, requests pass unchecked (fail open): counted in
-myashes_rate_limit_fail_open_total, logged once per interval, never a 500.
+counted per IP only (a fresh session has no history). A request is counted against all of
+its limits or, when any of them refuses it, against none: one noisy session does not use up
+its neighbours' IP budget, and refused requests write no key.
+
+Fail open only when Valkey cannot be reached (connection refused or lost, timeout): requests
+pass unchecked, counted in myashes_rate_limit_fail_open_total. Any other failure (Valkey
+answers with an error: out of memory, a script error) refuses the request with 503 and
+counts myashes_rate_limit_failed_closed_total: an allow-all limiter is never silent. Either
+way myashes_rate_limit_enforced drops to 0, /health says `degraded` (via
+Ctx.rate_limit_problem), and a warning is logged once per interval.
 """
 
 from __future__ import annotations
@@ -19,15 +25,15 @@ import math
 import time
 from dataclasses import dataclass
 
-from limits import RateLimitItem, RateLimitItemPerMinute
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
+from redis import exceptions as redis_exc
 from sanic.response import BaseHTTPResponse
 
 from service.config import Settings
-from service.contract.errors import RateLimited
-from service.ctx import ApiRequest, App
+from service.contract.errors import RateLimited, ServiceUnavailable
+from service.ctx import ApiRequest, App, Ctx
 from service.http.client_ip import ClientIp
-from service.http.rate_counter import Check, RateCounter, Window
+from service.http.rate_counter import Check, Limit, RateCounter, Window
 from service.http.sessions import session_of, session_was_sent
 
 BUILD_CREATE, VOTE, FEEDBACK, ANALYTICS, EDIT, READ = (
@@ -48,16 +54,35 @@ _WHAT = {
 }
 LOG_INTERVAL_S = 60.0
 SCOPES = ("player", "session", "ip")  # who a limit counts: myashes_rate_limited_total{scope}
+NETWORK = "network"  # the per-network vote cap (checked in the vote's batch, not here)
 
 RATE_LIMITED = Counter(
     "myashes_rate_limited_total",
-    "Requests answered 429 rate_limited, by category and the limit hit (player, session, ip).",
+    "Requests answered 429 rate_limited, by category and the limit hit "
+    "(player, session, ip; network for the per-network vote cap).",
     ["category", "scope"],
 )
 FAIL_OPEN = Counter(
     "myashes_rate_limit_fail_open_total",
     "Rate-limited requests let through unchecked because Valkey could not be asked.",
 )
+FAILED_CLOSED = Counter(
+    "myashes_rate_limit_failed_closed_total",
+    "Rate-limited requests refused with 503 because Valkey answered the limiter with an error.",
+)
+ENFORCED = Gauge(
+    "myashes_rate_limit_enforced",
+    "1 while every worker's rate limiter counts requests; 0 while one fails open or closed.",
+    multiprocess_mode="livemin",
+)
+# Valkey cannot be reached: the only case the limiter lets requests through unchecked.
+UNREACHABLE: tuple[type[BaseException], ...] = (
+    OSError,  # ConnectionRefusedError, builtin ConnectionError ("rate counter closed"), ...
+    TimeoutError,
+    redis_exc.ConnectionError,  # also BusyLoadingError (Valkey still loading its data)
+    redis_exc.TimeoutError,
+)
+FAILED_RETRY_AFTER_S = 5
 
 log = logging.getLogger("myashes.ratelimit")
 
@@ -65,8 +90,8 @@ log = logging.getLogger("myashes.ratelimit")
 @dataclass(frozen=True, slots=True)
 class Rule:
     category: str
-    per_session: RateLimitItem
-    per_ip: RateLimitItem
+    per_session: Limit
+    per_ip: Limit
 
 
 def rules(settings: Settings) -> dict[str, Rule]:
@@ -81,9 +106,7 @@ def rules(settings: Settings) -> dict[str, Rule]:
     }
     factor = settings.rate_limit_ip_multiplier
     return {
-        category: Rule(
-            category, RateLimitItemPerMinute(amount), RateLimitItemPerMinute(amount * factor)
-        )
+        category: Rule(category, Limit(amount), Limit(amount * factor))
         for category, amount in per_minute.items()
     }
 
@@ -122,7 +145,7 @@ def headers_of(window: Window) -> dict[str, str]:
 
 def binding(windows: list[Window]) -> Window:
     """The window to report: the one that refused, else the one with fewest left."""
-    refused = [w for w in windows if w.counted and not w.allowed]
+    refused = [w for w in windows if not w.allowed]
     return refused[0] if refused else min(windows, key=lambda w: w.remaining)
 
 
@@ -134,7 +157,8 @@ class Guard:
         self.rules = rules(settings)
         self.client_ip = ClientIp(settings.trusted_proxies)
         self.counter: RateCounter | None = None
-        self._down = False  # Valkey failed: skip it until _skip_until, then one request probes
+        self.ctx: Ctx | None = None
+        self._down = False  # Valkey unreachable: skip it until _skip_until, then one probes
         self._skip_until = 0.0
         self._skipped = 0
         self._logged_at = -math.inf
@@ -143,25 +167,43 @@ class Guard:
         for category in self.rules:  # per worker: every series the dashboard shows, from 0
             for scope in SCOPES:
                 RATE_LIMITED.labels(category, scope)
+        RATE_LIMITED.labels(VOTE, NETWORK)
+        self.ctx = app.ctx
         url = app.ctx.settings.valkey_url
         if url is not None:
             self.counter = RateCounter(url)
+        ENFORCED.set(1)
 
     async def close(self, app: App) -> None:
         if self.counter is not None:
             await self.counter.close()
 
-    def _fail_open(self, reason: str) -> None:
-        FAIL_OPEN.inc()
+    def _not_enforcing(self, problem: str, how: str, detail: str = "") -> None:
+        """Report (gauge, /health, one warning per interval) that limits are not counted."""
+        ENFORCED.set(0)
+        if self.ctx is not None:
+            self.ctx.rate_limit_problem = problem
         self._skipped += 1
         now = time.monotonic()
         if now - self._logged_at >= LOG_INTERVAL_S:
             log.warning(
-                "rate limits not enforced (fail open): %s; %d request(s) let through unchecked",
-                reason,
+                "rate limits not enforced (%s): %s%s; %d request(s) affected",
+                how,
+                problem,
+                detail,
                 self._skipped,
             )
             self._logged_at, self._skipped = now, 0
+
+    def _fail_open(self, reason: str, detail: str = "") -> None:
+        FAIL_OPEN.inc()
+        self._not_enforcing(reason, "fail open", detail)
+
+    def _enforcing(self) -> None:
+        if self.ctx is not None and self.ctx.rate_limit_problem is not None:
+            self.ctx.rate_limit_problem = None
+            ENFORCED.set(1)
+            log.warning("rate limits enforced again: Valkey answers")
 
     async def check(self, request: ApiRequest) -> None:
         category = category_of(request)
@@ -186,14 +228,21 @@ class Guard:
             checks.insert(0, ("player", rule.per_session, player.id))
         try:
             windows = await self.counter.hit(category, checks)
-        except Exception as exc:  # fail open on anything: a limiter must never cause a 500
+        except UNREACHABLE as exc:  # only an unreachable Valkey lets requests through
             self._down = True
             self._skip_until = time.monotonic() + self.settings.rate_limit_fail_open_retry_s
-            self._fail_open(f"Valkey error {type(exc).__name__}: {exc}")
+            self._fail_open(f"Valkey unreachable {type(exc).__name__}", f": {exc}"[:300])
             return
-        if self._down:
+        except Exception as exc:  # Valkey answered with an error: refuse, never allow-all
             self._down = False
-            log.warning("rate limits enforced again: Valkey answers")
+            problem, detail = f"Valkey error {type(exc).__name__}", f": {exc}"[:300]
+            FAILED_CLOSED.inc()
+            self._not_enforcing(problem, "fail closed", detail)
+            raise ServiceUnavailable(
+                "Rate limits cannot be checked; retry later", retry_after=FAILED_RETRY_AFTER_S
+            ) from None
+        self._down = False
+        self._enforcing()
         window = binding(windows)
         headers = headers_of(window)
         request.ctx.rate_limit_headers = headers
@@ -222,3 +271,8 @@ def register(app: App) -> None:
     app.after_server_stop(guard.close)
     app.middleware(guard.check, "request")
     app.middleware(guard.add_headers, "response")
+
+
+def count_network_limited() -> None:
+    """A vote refused by the per-network cap: counted with the limiter's own refusals."""
+    RATE_LIMITED.labels(VOTE, NETWORK).inc()

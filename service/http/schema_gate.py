@@ -21,8 +21,12 @@ def retry_after_s(ctx: Ctx) -> int:
 
 async def _refuse_unmatched_schema(request: ApiRequest) -> None:
     ctx = request.app.ctx
-    if not ctx.schema.ok and request.path.startswith(API_PREFIX):
-        raise ServiceUnavailable(ctx.schema.state.message, retry_after=retry_after_s(ctx))
+    state = ctx.schema.state
+    # "unchecked" = PostgreSQL did not answer the check: the request then meets the same
+    # outage and answers the usual 503 (service.http.errors); readiness stays 503 until a
+    # check has passed, so the balancer sends nothing here meanwhile.
+    if not state.ok and state.status != "unchecked" and request.path.startswith(API_PREFIX):
+        raise ServiceUnavailable(state.message, retry_after=retry_after_s(ctx))
 
 
 def register(app: App) -> None:

@@ -1,5 +1,6 @@
 """X-Session-ID: the anonymous identity. Validated, generated when missing, echoed on every
-response. (The other identity, a verified bearer token, is service.auth's.)"""
+response with Cache-Control: no-store. (The other identity, a verified bearer token, is
+service.auth's.)"""
 
 from __future__ import annotations
 
@@ -39,6 +40,11 @@ def session_was_sent(request: ApiRequest) -> bool:
 
 async def _echo_session(request: ApiRequest, response: BaseHTTPResponse) -> None:
     response.headers[HEADER] = session_of(request)
+    # A response that names a session must never be stored by a browser or shared cache
+    # (contract: every API response carries no-store). A route that sets its own
+    # Cache-Control (the pinned /docs assets) keeps it.
+    if "cache-control" not in response.headers:
+        response.headers["Cache-Control"] = "no-store"
 
 
 def register(app: App) -> None:

