@@ -13,7 +13,6 @@ statement of the same transaction, whose snapshot sees every vote committed befo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
@@ -25,6 +24,7 @@ from redis.exceptions import RedisError
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from aggregators import keys
+from aggregators.tasks import cancel_and_wait
 from aggregators.votes import project_tallies
 
 log = logging.getLogger("myashes.aggregators.tallies")
@@ -197,8 +197,5 @@ class PeriodicTallyCheck:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="tally-check")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

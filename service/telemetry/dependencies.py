@@ -8,13 +8,13 @@ GET /health (rate-limited) runs a fresh check, which becomes the latest result t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from aggregators.tasks import cancel_and_wait
 from service.telemetry import metrics
 
 CHECK_TIMEOUT_S = 2.0
@@ -128,8 +128,5 @@ class DependencyMonitor:
     async def stop(self) -> None:
         for probe in self._probes.values():
             probe.cancel()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

@@ -22,7 +22,8 @@ VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 PREFIX = "myashes-metrics-"
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (ours or someone else's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -49,7 +50,7 @@ def sweep_stale_temp_dirs(root: Path | None = None) -> None:
     """Remove the temporary directories of earlier runners that were killed (pid in the name)."""
     for path in Path(root or tempfile.gettempdir()).glob(f"{PREFIX}*-*"):
         pid = path.name.removeprefix(PREFIX).split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
 
 

@@ -10,13 +10,14 @@ runs while this release's pods keep serving (expand first, contract one release 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from aggregators.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from tortoise.backends.base.client import BaseDBAsyncClient
@@ -164,8 +165,5 @@ class SchemaGate:
             await self.check()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

@@ -8,7 +8,6 @@ before a scrape served by this worker, and once more after the final flush at st
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
@@ -16,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aggregators.base import BatchingActor
+from aggregators.tasks import cancel_and_wait
 from service.telemetry import metrics
 
 SYNC_INTERVAL_S = 1.0
@@ -101,11 +101,8 @@ class WorkerMetrics:
             metrics.DB_POOL_MAX.set(pool.get_max_size())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def close(self) -> None:
         """After the final flush: its counts go in, then this worker's live gauges go out."""
