@@ -53,9 +53,13 @@ async def user(client: httpx.AsyncClient, number: int, builds: list[str], until:
     network = {"X-Forwarded-For": f"10.0.{number}.1"}
 
     async def send(
-        method: str, path: str, session: str | None = None, **kwargs: object
+        method: str,
+        path: str,
+        session: str | None = None,
+        via: dict[str, str] = network,
+        **kwargs: object,
     ) -> httpx.Response:
-        sent = {**network, **(headers(session) if session else {})}
+        sent = {**via, **(headers(session) if session else {})}
         r = await client.request(method, f"{API}{path}", headers=sent, **kwargs)
         statuses[r.status_code] += 1
         return r
@@ -72,8 +76,13 @@ async def user(client: httpx.AsyncClient, number: int, builds: list[str], until:
         await send("GET", "/builds", params={"limit": 10})
         await send("GET", f"/builds/{rng.choice(builds)}")
         if step % 2 == 0:
+            # A fresh voter from a network of its own: one network's votes on a build are
+            # capped at 10 a day (429), which a faster machine would reach within the run.
             vote = {"rating": rng.randint(1, 5)}
-            await send("POST", f"/builds/{rng.choice(builds)}/vote", new_session(), json=vote)
+            voter = {"X-Forwarded-For": f"10.{100 + number}.{step % 250}.1"}
+            await send(
+                "POST", f"/builds/{rng.choice(builds)}/vote", new_session(), voter, json=vote
+            )
         if step % 3 == 0:
             await send("GET", "/builds/popular")
             await send("GET", "/analytics/popular-queries")
