@@ -146,6 +146,7 @@ async def valkey_down(stores: DrillStores) -> DrillResult:
     server, pids = await start_server(
         stores,
         RATE_LIMIT_ENABLED="true",
+        TRUSTED_PROXIES="127.0.0.0/8",  # each vote from its own network (X-Forwarded-For)
         RATE_LIMIT_BUILD_CREATE=high,
         RATE_LIMIT_VOTE=high,
         RATE_LIMIT_FEEDBACK=high,
